@@ -1,0 +1,1 @@
+"""Experiment configurations (ml-collections), one file a model."""

@@ -1,0 +1,85 @@
+"""Settings every gen_jax experiment shares; model configs start from `get_config` here.
+
+Every config takes an optional argument, given after a colon on the command line:
+`--config=configs/vae.py:smoke` shrinks the run to a few seconds (tiny model, few steps) without
+changing the code path. Tests and CI use it. A model config starts from `get_config` here, sets
+its own fields, shrinks its model when `config.smoke`, and ends with `shrink_for_smoke`.
+"""
+
+import ml_collections
+
+
+def parse_argument(argument: str | None) -> bool:
+  """Returns whether the config argument asks for a smoke run."""
+  if argument in (None, ''):
+    return False
+  if argument == 'smoke':
+    return True
+  raise ValueError(f"config argument must be empty or 'smoke', got {argument!r}")
+
+
+def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
+  smoke = parse_argument(argument)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.smoke = smoke
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = ''             # a name from gen_jax.registry; each model config sets it
+
+  # Data: `digits` ships with scikit-learn and needs no download.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'digits'        # digits | idx | folder | any tensorflow-datasets name
+  config.data.path = ''              # directory for idx / folder, tfds data_dir for tfds
+  config.data.image_size = 28        # images are resized to image_size × image_size
+  config.data.channels = 1
+  config.data.holdout_fraction = 0.2  # last part held out for sources without their own split
+  config.data.train_split = 'train'  # tfds splits
+  config.data.holdout_split = 'test'
+  config.data.max_examples = 0       # 0 = all; else the first N training examples
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 64
+  config.train.num_steps = 3000
+  config.train.log_every = 50
+  config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 3
+  config.train.eval_every = 0        # 0 = only at the end
+  config.train.num_devices = 0       # 0 = every local device
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = 'adam'         # adam | adamw | rmsprop | sgd
+  config.optim.learning_rate = 1e-3
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.weight_decay = 0.0
+  config.optim.decay_every_epochs = 0  # StepLR: multiply the rate by decay_factor every N epochs
+  config.optim.decay_factor = 0.1
+  config.optim.grad_clip_norm = 0.0    # 0 = no clipping
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 250
+  config.eval.max_examples = 0       # 0 = the whole held-out split
+
+  config.sample = ml_collections.ConfigDict()
+  config.sample.num_samples = 64
+
+  return config
+
+
+def shrink_for_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks the run's length and data (not its code path) when the config asks for smoke.
+
+  Model configs call this last, after setting their own fields and shrinking their model.
+  """
+  if not config.smoke:
+    return config
+  config.data.max_examples = 256
+  config.train.batch_size = 32
+  config.train.num_steps = 12
+  config.train.log_every = 4
+  config.train.checkpoint_every = 6
+  config.eval.batch_size = 64
+  config.eval.max_examples = 128
+  config.sample.num_samples = 16
+  return config

@@ -1,0 +1,1 @@
+"""gen_jax: classic deep generative models in JAX/Flax."""

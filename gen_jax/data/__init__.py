@@ -1,0 +1,42 @@
+"""Image data for every gen_jax model: one interface over several sources.
+
+`load(config.data)` returns a `Dataset` whose splits hold images in [0, 1], (N, H, W, C), with
+labels where the source has them. Sources: `digits` (scikit-learn, no download), `idx` (MNIST's
+original files in a directory), `folder` (PNG/JPEG files, class sub-folders optional) and any
+tensorflow-datasets image dataset by name (e.g. `mnist`).
+"""
+
+from __future__ import annotations
+
+from gen_jax import config_checks
+from gen_jax.data import sources, tfds_source
+from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches
+
+__all__ = ['BatchSchedule', 'DataError', 'Dataset', 'Split', 'fixed_batches', 'load', 'validate']
+
+_LOCAL_SOURCES = {
+    'digits': sources.load_digits,
+    'idx': sources.load_idx,
+    'folder': sources.load_folder,
+}
+
+
+def validate(config) -> None:
+  """Checks config.data before anything is read."""
+  name = config_checks.get_field(config, 'data.name')
+  if name not in _LOCAL_SOURCES and name not in tfds_source.dataset_names():
+    raise config_checks.ConfigError(
+        f'config.data.name={name!r} is not a data source; choose one of '
+        f'{sorted(_LOCAL_SOURCES)} or a tensorflow-datasets image dataset name (e.g. "mnist")')
+  config_checks.require_int(config, 'data.image_size', minimum=4)
+  config_checks.require_choice(config, 'data.channels', (1, 3))
+  config_checks.require_number(config, 'data.holdout_fraction', low=0, high=1,
+                               low_inclusive=False, high_inclusive=False)
+  config_checks.require_int(config, 'data.max_examples', minimum=0)
+
+
+def load(cfg) -> Dataset:
+  """Loads the configured source; the training split is cut to cfg.max_examples when set."""
+  loader = _LOCAL_SOURCES.get(cfg.name, tfds_source.load_tfds)
+  train, holdout = loader(cfg)
+  return Dataset(name=cfg.name, train=train.take(cfg.max_examples), holdout=holdout)

@@ -1,0 +1,131 @@
+"""In-memory image datasets: splits, resizing, and deterministic, resumable batching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+class DataError(ValueError):
+  """A data source cannot be read: a missing path, an empty folder, an unreadable file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """Images in [0, 1] as float32 (N, H, W, C) and int32 labels (N,), -1 where unknown."""
+
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __post_init__(self):
+    if self.images.ndim != 4:
+      raise DataError(f'images must be (N, H, W, C), got shape {self.images.shape}')
+    if self.labels.shape != (self.images.shape[0],):
+      raise DataError(f'labels shape {self.labels.shape} does not match {self.images.shape[0]} images')
+
+  def __len__(self) -> int:
+    return self.images.shape[0]
+
+  @property
+  def has_labels(self) -> bool:
+    return bool(len(self)) and bool(np.all(self.labels >= 0))
+
+  def take(self, count: int) -> 'Split':
+    """The first `count` examples (all when count is 0)."""
+    return self if not count else Split(self.images[:count], self.labels[:count])
+
+  def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return {'image': self.images[indices], 'label': self.labels[indices]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  train: Split
+  holdout: Split
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train.images.shape[1:])
+
+  @property
+  def num_classes(self) -> int:
+    labels = np.concatenate([self.train.labels, self.holdout.labels])
+    return int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+
+
+def to_model_format(images: np.ndarray, labels: np.ndarray | None, image_size: int,
+                    channels: int) -> Split:
+  """Scales uint8 or [0, 1] images to float32 [0, 1], sets channels, resizes to a square size."""
+  images = np.asarray(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.dtype == np.uint8:
+    images = images.astype(np.float32) / 255.0
+  images = images.astype(np.float32)
+  if images.shape[-1] == 3 and channels == 1:
+    images = images @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+  elif images.shape[-1] == 1 and channels == 3:
+    images = np.repeat(images, 3, axis=-1)
+  elif images.shape[-1] != channels:
+    raise DataError(f'cannot turn images with {images.shape[-1]} channels into {channels}')
+  if images.shape[1:3] != (image_size, image_size):
+    images = np.asarray(jax.image.resize(
+        images, (images.shape[0], image_size, image_size, channels), 'linear', antialias=True))
+  images = np.clip(images, 0.0, 1.0)
+  if labels is None:
+    labels = np.full((images.shape[0],), -1, np.int32)
+  return Split(images, np.asarray(labels, np.int32))
+
+
+def split_holdout(split: Split, fraction: float) -> tuple[Split, Split]:
+  """The first part trains, the last `fraction` is held out (MNIST test split: 8,000 / 2,000)."""
+  num_holdout = int(round(len(split) * fraction))
+  if num_holdout < 1 or num_holdout >= len(split):
+    raise DataError(f'holdout_fraction={fraction} leaves no train or no held-out example '
+                    f'among {len(split)}')
+  cut = len(split) - num_holdout
+  return (Split(split.images[:cut], split.labels[:cut]),
+          Split(split.images[cut:], split.labels[cut:]))
+
+
+class BatchSchedule:
+  """The batch of any step, shuffled anew each epoch: a pure function of (seed, step).
+
+  Because a batch depends only on the step number, a run resumed from a checkpoint sees exactly
+  the batches an uninterrupted run would have seen.
+  """
+
+  def __init__(self, split: Split, batch_size: int, seed: int):
+    if batch_size > len(split):
+      raise DataError(f'batch_size={batch_size} is larger than the {len(split)} training examples')
+    self.split = split
+    self.batch_size = batch_size
+    self.seed = seed
+    self.steps_per_epoch = len(split) // batch_size
+    self._epoch = -1
+    self._order = np.arange(len(split))
+
+  def _order_for(self, epoch: int) -> np.ndarray:
+    if epoch != self._epoch:
+      self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+      self._epoch = epoch
+    return self._order
+
+  def epoch_of(self, step: int) -> int:
+    return step // self.steps_per_epoch
+
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    epoch, position = divmod(step, self.steps_per_epoch)
+    start = position * self.batch_size
+    return self.split.batch(self._order_for(epoch)[start:start + self.batch_size])
+
+
+def fixed_batches(split: Split, batch_size: int):
+  """Yields (batch, number of real examples) in order, padding the last batch to full size."""
+  for start in range(0, len(split), batch_size):
+    indices = np.arange(start, min(start + batch_size, len(split)))
+    real = len(indices)
+    yield split.batch(np.pad(indices, (0, batch_size - real), mode='edge')), real

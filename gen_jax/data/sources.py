@@ -1,0 +1,98 @@
+"""The data sources behind `gen_jax.data.load`: each returns (train, holdout) Splits."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+import struct
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from gen_jax.data.dataset import DataError, Split, split_holdout, to_model_format
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
+
+
+def load_digits(cfg) -> tuple[Split, Split]:
+  """scikit-learn's 1,797 handwritten digits (8×8, ships with the package)."""
+  from sklearn.datasets import load_digits as sklearn_digits
+  digits = sklearn_digits()
+  images = (digits.images / 16.0).astype(np.float32)
+  split = to_model_format(images, digits.target, cfg.image_size, cfg.channels)
+  return split_holdout(split, cfg.holdout_fraction)
+
+
+def read_idx(path: pathlib.Path) -> np.ndarray:
+  """Reads an IDX file (the original MNIST format), gzipped or not."""
+  opener = gzip.open if path.suffix == '.gz' else open
+  try:
+    with opener(path, 'rb') as f:
+      raw = f.read()
+  except (OSError, EOFError) as e:
+    raise DataError(f'cannot read IDX file {path}: {e}') from e
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+    raise DataError(f'{path} is not an unsigned-byte IDX file (bad magic number)')
+  ndim = raw[3]
+  shape = struct.unpack(f'>{ndim}I', raw[4:4 + 4 * ndim])
+  data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+  if data.size != int(np.prod(shape)):
+    raise DataError(f'{path} holds {data.size} bytes of data, its header says {shape}')
+  return data.reshape(shape)
+
+
+def _find_one(directory: pathlib.Path, pattern: str) -> pathlib.Path | None:
+  matches = sorted(directory.glob(pattern))
+  if len(matches) > 1:
+    raise DataError(f'{directory} holds several files matching {pattern!r}: {[m.name for m in matches]}')
+  return matches[0] if matches else None
+
+
+def load_idx(cfg) -> tuple[Split, Split]:
+  """`*images-idx3-ubyte[.gz]` (and optionally `*labels-idx1-ubyte[.gz]`) in cfg.path."""
+  directory = _existing_dir(cfg.path, 'idx')
+  images_path = _find_one(directory, '*images*idx3-ubyte*')
+  if images_path is None:
+    raise DataError(f'no IDX image file (*images*idx3-ubyte[.gz]) in {directory}')
+  images = read_idx(images_path)
+  labels_path = _find_one(directory, '*labels*idx1-ubyte*')
+  labels = read_idx(labels_path) if labels_path else None
+  if labels is not None and labels.shape[0] != images.shape[0]:
+    raise DataError(f'{labels_path} has {labels.shape[0]} labels for {images.shape[0]} images')
+  split = to_model_format(images, labels, cfg.image_size, cfg.channels)
+  return split_holdout(split, cfg.holdout_fraction)
+
+
+def load_folder(cfg) -> tuple[Split, Split]:
+  """Image files under cfg.path; sub-folder names become class labels when every file has one."""
+  directory = _existing_dir(cfg.path, 'folder')
+  files = sorted(p for p in directory.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
+  if not files:
+    raise DataError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) under {directory}')
+  classes = sorted({p.parent.relative_to(directory).as_posix() for p in files})
+  labelled = '.' not in classes
+  images = []
+  for path in files:
+    try:
+      with Image.open(path) as image:
+        image = image.convert('L' if cfg.channels == 1 else 'RGB')
+        image = image.resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+        images.append(np.asarray(image, np.uint8))
+    except (OSError, UnidentifiedImageError) as e:
+      raise DataError(f'cannot read image file {path}: {e}') from e
+  labels = ([classes.index(p.parent.relative_to(directory).as_posix()) for p in files]
+            if labelled else None)
+  split = to_model_format(np.stack(images), labels, cfg.image_size, cfg.channels)
+  # Files are sorted by folder, so shuffle once (fixed seed) before holding the last part out.
+  order = np.random.default_rng(0).permutation(len(split))
+  return split_holdout(Split(split.images[order], split.labels[order]), cfg.holdout_fraction)
+
+
+def _existing_dir(path: str, source: str) -> pathlib.Path:
+  if not path:
+    raise DataError(f'config.data.path must name a directory for data source {source!r}')
+  directory = pathlib.Path(os.path.expanduser(path))
+  if not directory.is_dir():
+    raise DataError(f'config.data.path={path!r} is not an existing directory')
+  return directory

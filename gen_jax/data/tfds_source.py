@@ -1,0 +1,61 @@
+"""Any tensorflow-datasets image dataset, read through `tfds.data_source` (no TensorFlow needed).
+
+Reading prepared data needs only tensorflow-datasets. Preparing a dataset (download and encode)
+needs TensorFlow and a network connection: install the `tfds-prepare` extra for that.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from gen_jax.data.dataset import DataError, Split, to_model_format
+
+PREPARE_EXTRA = "pip install 'gen_jax[tfds-prepare]'"
+
+
+@functools.cache
+def dataset_names() -> frozenset[str]:
+  import tensorflow_datasets as tfds
+  return frozenset(tfds.list_builders(with_community_datasets=False))
+
+
+def _open(name: str, split: str, data_dir: str | None):
+  import tensorflow_datasets as tfds
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except (AssertionError, FileNotFoundError, NotImplementedError) as not_prepared:
+    try:
+      import tensorflow  # noqa: F401  (only to learn whether preparing is possible)
+    except ImportError:
+      raise DataError(
+          f'tensorflow-datasets dataset {name!r} (split {split!r}) is not prepared in '
+          f'{data_dir or "the default data_dir"} as array_record, and preparing it needs '
+          f'TensorFlow: run `{PREPARE_EXTRA}` on a machine with network access, or point '
+          f'config.data.path at a prepared data_dir. ({not_prepared})') from not_prepared
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+
+
+def _read_split(source, name: str, split: str, limit: int, cfg) -> Split:
+  count = len(source) if not limit else min(limit, len(source))
+  if count == 0:
+    raise DataError(f'tensorflow-datasets split {name}/{split} is empty')
+  first = source[0]
+  if 'image' not in first:
+    raise DataError(f'tensorflow-datasets dataset {name!r} has no "image" feature '
+                    f'(features: {sorted(first)}); gen_jax reads image datasets')
+  images, labels = [], []
+  for index in range(count):
+    example = source[index]
+    images.append(np.asarray(example['image']))
+    labels.append(int(example['label']) if 'label' in example else -1)
+  return to_model_format(np.stack(images), np.asarray(labels), cfg.image_size, cfg.channels)
+
+
+def load_tfds(cfg) -> tuple[Split, Split]:
+  data_dir = cfg.path or None
+  train = _open(cfg.name, cfg.train_split, data_dir)
+  holdout = _open(cfg.name, cfg.holdout_split, data_dir)
+  return (_read_split(train, cfg.name, cfg.train_split, cfg.max_examples, cfg),
+          _read_split(holdout, cfg.name, cfg.holdout_split, 0, cfg))

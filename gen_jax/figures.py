@@ -1,0 +1,102 @@
+"""Pictures a person looks at: image grids, curves, GIFs, written as PNG (or GIF) files."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def image_grid(images: np.ndarray, columns: int, padding: int = 1) -> np.ndarray:
+  """Tiles (N, H, W, C) images in [0, 1] into one uint8 (rows·H, columns·W, C) image."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  count, height, width, channels = images.shape
+  rows = -(-count // columns)
+  grid = np.ones((rows * (height + padding) + padding, columns * (width + padding) + padding,
+                  channels), np.float32)
+  for index, image in enumerate(images):
+    r, c = divmod(index, columns)
+    top, left = padding + r * (height + padding), padding + c * (width + padding)
+    grid[top:top + height, left:left + width] = image
+  return (grid * 255).round().astype(np.uint8)
+
+
+def _to_pil(array: np.ndarray, scale: int) -> Image.Image:
+  image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+  return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def save_image_grid(images: np.ndarray, path: pathlib.Path, columns: int, scale: int = 2) -> pathlib.Path:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  _to_pil(image_grid(images, columns), scale).save(path)
+  return path
+
+
+def save_gif(frames: Sequence[np.ndarray], path: pathlib.Path, duration_ms: int = 400) -> pathlib.Path:
+  """Animates uint8 grid images (as from `image_grid`)."""
+  images = [_to_pil(frame, 2) for frame in frames]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+  return pathlib.Path(path)
+
+
+def save_curves(records: list[dict], keys: Sequence[str], path: pathlib.Path, title: str) -> pathlib.Path:
+  """Plots metric records (dicts with 'step') against the step, one line a key."""
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for key in keys:
+    points = [(r['step'], r[key]) for r in records if key in r]
+    if points:
+      ax.plot(*zip(*points), label=key)
+  ax.set_xlabel('step')
+  ax.set_title(title)
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return pathlib.Path(path)
+
+
+def save_scatter(points: np.ndarray, labels: np.ndarray, path: pathlib.Path, title: str) -> pathlib.Path:
+  """2-D points coloured by integer label (grey when unlabelled)."""
+  fig, ax = plt.subplots(figsize=(6, 5))
+  if np.all(labels >= 0):
+    handle = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=4)
+    fig.colorbar(handle, ax=ax, label='label')
+  else:
+    ax.scatter(points[:, 0], points[:, 1], c='grey', s=4)
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return pathlib.Path(path)
+
+
+def save_histograms(columns: dict[str, np.ndarray], path: pathlib.Path, title: str) -> pathlib.Path:
+  """One histogram panel per named 1-D array."""
+  fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3), squeeze=False)
+  for ax, (name, values) in zip(axes[0], columns.items()):
+    ax.hist(np.asarray(values), bins=50)
+    ax.set_title(name)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return pathlib.Path(path)
+
+
+def unique_dir(path: pathlib.Path) -> pathlib.Path:
+  """`path`, or `path-2`, `path-3`, … when it exists: earlier outputs are never overwritten."""
+  path = pathlib.Path(path)
+  candidate, index = path, 1
+  while candidate.exists():
+    index += 1
+    candidate = path.with_name(f'{path.name}-{index}')
+  candidate.mkdir(parents=True)
+  return candidate

@@ -1,0 +1,42 @@
+"""Scalar metrics to a JSON-lines file and TensorBoard event files (tensorboardX, no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+class MetricWriter:
+  """Appends; a resumed run adds to the files of the run it continues."""
+
+  def __init__(self, workdir: pathlib.Path):
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    self._jsonl = open(workdir / METRICS_FILE, 'a', encoding='utf-8')
+    self._tensorboard = SummaryWriter(str(workdir / 'tensorboard'))
+
+  def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
+    record = {'step': int(step), 'split': split}
+    record.update({k: float(np.asarray(v)) for k, v in scalars.items()})
+    self._jsonl.write(json.dumps(record) + '\n')
+    self._jsonl.flush()
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(f'{split}/{name}', float(np.asarray(value)), int(step))
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    self._jsonl.close()
+    self._tensorboard.close()
+
+
+def read_metrics(workdir: pathlib.Path, split: str | None = None) -> list[dict]:
+  path = pathlib.Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return [r for r in records if split is None or r['split'] == split]

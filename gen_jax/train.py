@@ -1,0 +1,194 @@
+"""The training loop every model shares, and the evaluate and sample modes.
+
+A run lives in its workdir: `config.json`, orbax checkpoints, `metrics.jsonl`, TensorBoard event
+files, and one `eval/step_N` folder a evaluation with `eval.json` and the family's pictures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from gen_jax import checkpointing, config_checks, data, figures, parallel, registry
+from gen_jax.evaluation import Evaluator
+from gen_jax.families.base import DataSpec, ModelFamily
+from gen_jax.metric_writers import MetricWriter
+
+EVAL_JSON = 'eval.json'
+
+
+class TrainingDiverged(RuntimeError):
+  """A loss or a parameter became NaN or infinite."""
+
+
+def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
+  """Checks the whole config before any data is read; returns the model family it names."""
+  family = registry.get(config_checks.get_field(config, 'model.name'))
+  config_checks.require_int(config, 'seed', minimum=0)
+  data.validate(config)
+  config_checks.require_int(config, 'train.batch_size', minimum=1)
+  config_checks.require_int(config, 'train.num_steps', minimum=1)
+  config_checks.require_int(config, 'train.log_every', minimum=1)
+  config_checks.require_int(config, 'train.checkpoint_every', minimum=1)
+  config_checks.require_int(config, 'train.keep_checkpoints', minimum=1)
+  config_checks.require_int(config, 'train.eval_every', minimum=0)
+  config_checks.require_int(config, 'train.num_devices', minimum=0)
+  config_checks.require_int(config, 'eval.batch_size', minimum=1)
+  config_checks.require_int(config, 'eval.max_examples', minimum=0)
+  config_checks.require_int(config, 'sample.num_samples', minimum=1)
+  family.validate(config)
+  return family
+
+
+class Run:
+  """Everything a mode needs: the family, the data, the mesh, the checkpoints and the state."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+    family_cls = validate(config)
+    self.config = config
+    self.workdir = pathlib.Path(workdir)
+    self.mesh = parallel.make_mesh(config.train.num_devices)
+    parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size')
+    self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
+    checkpointing.claim_workdir(self.workdir, config)
+    self.dataset = data.load(config.data)
+    self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
+    self.family = family_cls(config, DataSpec(self.dataset.image_shape, self.dataset.num_classes,
+                                              self.batches.steps_per_epoch))
+    self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)
+    root = jax.random.PRNGKey(config.seed)
+    self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
+    self.state = parallel.replicate(self.family.init_state(self.init_rng), self.mesh)
+    if self.checkpoints.latest_step() is not None:
+      self.state = self.checkpoints.restore(self.state)
+      logging.info('Resumed from step %d in %s', self.step, self.workdir)
+
+  @property
+  def step(self) -> int:
+    return int(jax.device_get(self.state.step))
+
+  def require_checkpoint(self) -> None:
+    if self.checkpoints.latest_step() is None:
+      raise FileNotFoundError(f'no checkpoint in {self.workdir / checkpointing.CHECKPOINT_DIR}; '
+                              f'train first (--mode=train)')
+
+  def evaluate(self) -> dict[str, Any]:
+    """Held-out metrics and pictures into eval/step_N; also written to the workdir's eval.json."""
+    out_dir = figures.unique_dir(self.workdir / 'eval' / f'step_{self.step}')
+    holdout = self.dataset.holdout.take(self.config.eval.max_examples)
+    dataset = dataclasses.replace(self.dataset, holdout=holdout)
+    metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, self.eval_rng)
+    report = {'model': self.config.model.name, 'data': self.config.data.name, 'step': self.step,
+              'num_holdout': len(holdout), 'metrics': metrics}
+    for path in (out_dir / EVAL_JSON, self.workdir / EVAL_JSON):
+      path.write_text(json.dumps(report, indent=2))
+    logging.info('Evaluation at step %d: %s', self.step, metrics)
+    return report
+
+  def close(self) -> None:
+    self.checkpoints.close()
+
+
+def _check_finite(step: int, metrics: dict[str, float], run: Run) -> None:
+  bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+  if bad:
+    raise TrainingDiverged(
+        f'training diverged at step {step}: {bad}. The last good checkpoint (step '
+        f'{run.checkpoints.latest_step()}) is kept in {run.workdir / checkpointing.CHECKPOINT_DIR}.')
+
+
+def _save(run: Run) -> None:
+  """Saves the state, unless it holds a NaN/inf (then the last good checkpoint stays the latest)."""
+  if not bool(parallel.all_finite(run.state)):
+    raise TrainingDiverged(
+        f'parameters became NaN or infinite by step {run.step}; not saving. The last good '
+        f'checkpoint (step {run.checkpoints.latest_step()}) is kept in {run.workdir}.')
+  run.checkpoints.save(run.step, run.state)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains to config.train.num_steps (resuming from the workdir's latest checkpoint), then evaluates."""
+  run = Run(config, workdir)
+  train_cfg = config.train
+  step_fn = parallel.compile_train_step(run.family.train_step, run.mesh)
+  writer = MetricWriter(run.workdir)
+  start = run.step
+  if start >= train_cfg.num_steps:
+    logging.info('Workdir %s is already at step %d >= num_steps=%d', workdir, start, train_cfg.num_steps)
+  sums: dict[str, float] = {}
+  window_start, window_steps = time.perf_counter(), 0
+  progress = tqdm(range(start, train_cfg.num_steps), initial=start, total=train_cfg.num_steps,
+                  desc=f'{config.model.name} on {config.data.name}', unit='step', dynamic_ncols=True)
+  try:
+    for step in progress:
+      batch = parallel.shard_batch(run.batches(step), run.mesh)
+      run.state, metrics = step_fn(run.state, batch)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      _check_finite(step, metrics, run)
+      for name, value in metrics.items():
+        sums[name] = sums.get(name, 0.0) + value
+      window_steps += 1
+      done = step + 1
+      if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
+        means = {k: v / window_steps for k, v in sums.items()}
+        means['steps_per_second'] = window_steps / (time.perf_counter() - window_start)
+        means['epoch'] = step / run.batches.steps_per_epoch
+        writer.write(done, 'train', means)
+        progress.set_postfix({k: f'{v:.4g}' for k, v in list(means.items())[:3]})
+        sums, window_start, window_steps = {}, time.perf_counter(), 0
+      if done % train_cfg.checkpoint_every == 0:
+        _save(run)
+      if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done != train_cfg.num_steps:
+        writer.write(done, 'eval', _scalars(run.evaluate()['metrics']))
+      if done % run.batches.steps_per_epoch == 0:
+        run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir)
+    _save(run)
+    run.family.on_train_end(run.workdir)
+    report = run.evaluate()
+    writer.write(run.step, 'eval', _scalars(report['metrics']))
+    return report
+  finally:
+    progress.close()
+    writer.close()
+    run.close()
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+  return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Evaluates the workdir's latest checkpoint."""
+  run = Run(config, workdir)
+  try:
+    run.require_checkpoint()
+    return run.evaluate()
+  finally:
+    run.close()
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, output: str) -> pathlib.Path:
+  """Writes config.sample.num_samples samples of the latest checkpoint to an .npz (array `samples`)."""
+  path = pathlib.Path(workdir) / output
+  if path.exists():
+    raise FileExistsError(f'{path} exists; refusing to overwrite it (pass another --output)')
+  run = Run(config, workdir)
+  try:
+    run.require_checkpoint()
+    samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)
+    np.savez_compressed(path, samples=np.asarray(samples, np.float32))
+    figures.save_image_grid(samples[:64], path.with_suffix('.png'), columns=8)
+    logging.info('Wrote %d samples to %s', len(samples), path)
+    return path
+  finally:
+    run.close()
