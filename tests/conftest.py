@@ -1,0 +1,25 @@
+"""Test set-up: four host CPU devices, so every data-parallel path runs on a real mesh."""
+
+import importlib
+import os
+
+# Must precede the first `import jax` anywhere in the test session.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=4').strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+def load_config(name: str, argument: str | None = 'smoke'):
+  """configs/<name>.py's config; smoke-sized unless argument is None."""
+  return importlib.import_module(f'configs.{name}').get_config(argument)
+
+
+@pytest.fixture
+def smoke_config():
+  return load_config
+
+
+def pytest_report_header(config):
+  return f'jax {jax.__version__}, devices: {jax.devices()}'

@@ -1,0 +1,110 @@
+"""The shared training loop, end to end on smoke configs: resume, workdir guard, divergence, outputs."""
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax import checkpointing, metric_writers, parallel, train
+from gen_jax.families.vae import VAEFamily
+from tests.conftest import load_config
+
+
+def _restore_params(config, workdir, step=None):
+  run = train.Run(config, workdir)
+  try:
+    return jax.device_get(run.checkpoints.restore(run.state, step).params)
+  finally:
+    run.close()
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  """One uninterrupted smoke run of the VAE, shared by the tests that read its outputs."""
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  config = load_config('vae')
+  report = train.train_and_evaluate(config, workdir)
+  return config, workdir, report
+
+
+def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
+  config, workdir, report = finished_run
+  assert report['step'] == config.train.num_steps
+  records = metric_writers.read_metrics(workdir, 'train')
+  assert [r['step'] for r in records] == [4, 8, 12]
+  assert records[-1]['loss'] < records[0]['loss']
+  assert all(np.isfinite(r['loss']) for r in records)
+  assert list((workdir / 'tensorboard').iterdir())
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
+  eval_dir = workdir / 'eval' / 'step_12'
+  for name in ('eval.json', 'reconstructions.png', 'samples.png', 'latent_means.png',
+               'latent_histograms.png', 'manifold.png'):
+    assert (eval_dir / name).is_file(), name
+  metrics = json.loads((workdir / 'eval.json').read_text())['metrics']
+  assert metrics['iwae_nll'] <= metrics['neg_elbo'] + 1.0
+  assert set(metrics) >= {'neg_elbo', 'reconstruction', 'kl', 'iwae_nll'}
+
+
+def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  interrupted = config.copy_and_resolve_references()
+  interrupted.train.num_steps = 6
+  train.train_and_evaluate(interrupted, tmp_path)
+  report = train.train_and_evaluate(config, tmp_path)   # resumes from step 6
+  assert report['step'] == 12
+  chex.assert_trees_all_close(_restore_params(config, tmp_path),
+                              _restore_params(config, workdir), atol=1e-6, rtol=1e-6)
+  assert [r['step'] for r in metric_writers.read_metrics(tmp_path, 'train')] == [4, 6, 8, 12]
+
+
+def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
+  config, workdir, _ = finished_run
+  other = config.copy_and_resolve_references()
+  other.model.latent_dim = 3
+  saved_config = (workdir / 'config.json').read_text()
+  with pytest.raises(checkpointing.WorkdirMismatch, match=r"model.latent_dim: saved 2, now 3"):
+    train.train_and_evaluate(other, workdir)
+  assert (workdir / 'config.json').read_text() == saved_config
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
+
+
+def test_sample_mode_writes_npz_and_never_overwrites(finished_run):
+  config, workdir, _ = finished_run
+  path = train.sample(config, workdir, 'samples_test.npz')
+  samples = np.load(path)['samples']
+  chex.assert_shape(samples, (config.sample.num_samples, 28, 28, 1))
+  assert samples.dtype == np.float32 and samples.min() >= 0 and samples.max() <= 1
+  before = path.read_bytes()
+  with pytest.raises(FileExistsError, match='samples_test.npz'):
+    train.sample(config, workdir, 'samples_test.npz')
+  assert path.read_bytes() == before
+
+
+def test_evaluate_mode_needs_a_checkpoint(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    train.evaluate(load_config('vae'), tmp_path)
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  original = VAEFamily.train_step
+
+  def poisoned(self, state, batch, axis_name=None):
+    new_state, metrics = original(self, state, batch, axis_name)
+    poison = jnp.where(state.step >= 8, jnp.nan, 0.0)
+    return new_state, dict(metrics, loss=metrics['loss'] + poison)
+
+  monkeypatch.setattr(VAEFamily, 'train_step', poisoned)
+  config = load_config('vae')
+  with pytest.raises(train.TrainingDiverged, match='diverged at step 8'):
+    train.train_and_evaluate(config, tmp_path)
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
+  chex.assert_tree_all_finite(_restore_params(config, tmp_path))
+
+
+def test_non_finite_parameters_are_never_saved():
+  tree = {'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf]), 'step': jnp.array(3)}
+  assert not bool(parallel.all_finite(tree))
+  assert bool(parallel.all_finite({'a': jnp.ones(3), 'step': jnp.array(3)}))
