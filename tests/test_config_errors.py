@@ -1,0 +1,56 @@
+"""A wrong config fails at start, naming the field, the bad value and what is allowed."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gen_jax import config_checks, train
+from tests.conftest import load_config
+
+CASES = [
+    ('model.name', 'vea', r"config.model.name='vea' is not a model; choose one of \[.*'vae'"),
+    ('data.name', 'mnits', r"config.data.name='mnits' is not a data source"),
+    ('optim.learning_rate', -1e-3, r'config.optim.learning_rate=-0.001 is out of range'),
+    ('optim.name', 'adagrad', r"config.optim.name='adagrad' is not allowed; choose one of \['adam'"),
+    ('model.latent_dim', 0, r'config.model.latent_dim=0 must be >= 1'),
+    ('model.likelihood', 'poisson', r"config.model.likelihood='poisson' is not allowed"),
+    ('data.image_size', 27, r'config.data.image_size=27 cannot be taken by the VAE'),
+    ('data.channels', 2, r'config.data.channels=2 is not allowed'),
+    ('train.batch_size', 0, r'config.train.batch_size=0 must be >= 1'),
+    ('model.beta', -1.0, r'config.model.beta=-1.0 is out of range'),
+    ('model.conv_features', (32, 0), r'config.model.conv_features=\(32, 0\) must be a non-empty'),
+    ('data.holdout_fraction', 1.0, r'config.data.holdout_fraction=1.0 is out of range'),
+]
+
+
+@pytest.mark.parametrize('field,value,message', CASES)
+def test_bad_value_is_named(field, value, message, tmp_path):
+  config = load_config('vae')
+  section, name = field.split('.')
+  with config.unlocked():
+    config[section][name] = value
+  with pytest.raises(config_checks.ConfigError, match=message):
+    train.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / 'config.json').exists()   # nothing was started
+
+
+def test_batch_not_divisible_by_devices_is_refused(tmp_path):
+  config = load_config('vae')
+  config.train.batch_size = 30
+  with pytest.raises(config_checks.ConfigError, match=r'config.train.batch_size=30 must be a multiple of the 4 devices'):
+    train.train_and_evaluate(config, tmp_path)
+
+
+def test_command_line_reports_the_bad_value(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'gen_jax.main', '--config=configs/vae.py:smoke',
+       '--config.optim.learning_rate=-0.5', f'--workdir={tmp_path}'],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert 'config.optim.learning_rate=-0.5 is out of range' in result.stderr
+
+
+def test_config_argument_other_than_smoke_is_refused():
+  with pytest.raises(ValueError, match="'smoke'"):
+    load_config('vae', 'smok')
