@@ -47,10 +47,14 @@ def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
 
 
-def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Records the run's config in the workdir, or refuses a workdir that holds another run."""
-  workdir.mkdir(parents=True, exist_ok=True)
+def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, create: bool) -> None:
+  """Refuses a workdir that holds another run; records the config in a new one when `create`.
+
+  Without `create` (evaluating or sampling) a workdir must already hold this run.
+  """
   path = workdir / RUN_CONFIG
+  if not path.exists() and not create:
+    raise FileNotFoundError(f'{workdir} holds no run ({RUN_CONFIG} is missing); train first (--mode=train)')
   if path.exists():
     saved = _flatten(json.loads(path.read_text()))
     saved = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
@@ -66,6 +70,7 @@ def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> N
   if (workdir / CHECKPOINT_DIR).exists():
     raise WorkdirMismatch(f'workdir {workdir} holds checkpoints but no {RUN_CONFIG}; refusing to '
                           f'overwrite them: use another --workdir.')
+  workdir.mkdir(parents=True, exist_ok=True)
   path.write_text(config.to_json(indent=2))
 
 

@@ -53,18 +53,22 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
 class Run:
   """Everything a mode needs: the family, the data, the mesh, the checkpoints and the state."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+               training: bool):
     family_cls = validate(config)
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.mesh = parallel.make_mesh(config.train.num_devices)
     parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size')
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
-    checkpointing.claim_workdir(self.workdir, config)
+    if not training:
+      checkpointing.claim_workdir(self.workdir, config, create=False)
     self.dataset = data.load(config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec(self.dataset.image_shape, self.dataset.num_classes,
                                               self.batches.steps_per_epoch))
+    # Only now, with the data read and the model built, does a new workdir get its config.json.
+    checkpointing.claim_workdir(self.workdir, config, create=training)
     self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)
     root = jax.random.PRNGKey(config.seed)
     self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
@@ -118,7 +122,7 @@ def _save(run: Run) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains to config.train.num_steps (resuming from the workdir's latest checkpoint), then evaluates."""
-  run = Run(config, workdir)
+  run = Run(config, workdir, training=True)
   train_cfg = config.train
   step_fn = parallel.compile_train_step(run.family.train_step, run.mesh)
   writer = MetricWriter(run.workdir)
@@ -169,7 +173,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Evaluates the workdir's latest checkpoint."""
-  run = Run(config, workdir)
+  run = Run(config, workdir, training=False)
   try:
     run.require_checkpoint()
     return run.evaluate()
@@ -182,7 +186,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
   path = pathlib.Path(workdir) / output
   if path.exists():
     raise FileExistsError(f'{path} exists; refusing to overwrite it (pass another --output)')
-  run = Run(config, workdir)
+  run = Run(config, workdir, training=False)
   try:
     run.require_checkpoint()
     samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)

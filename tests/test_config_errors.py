@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gen_jax import config_checks, train
+from gen_jax import config_checks, data, train
 from tests.conftest import load_config
 
 CASES = [
@@ -49,6 +49,15 @@ def test_command_line_reports_the_bad_value(tmp_path):
       capture_output=True, text=True, timeout=120)
   assert result.returncode == 1
   assert 'config.optim.learning_rate=-0.5 is out of range' in result.stderr
+
+
+def test_unreadable_data_leaves_no_run_behind(tmp_path):
+  config = load_config('vae')
+  config.data.name = 'idx'
+  config.data.path = str(tmp_path / 'missing')
+  with pytest.raises(data.DataError, match='missing'):
+    train.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
 
 
 def test_config_argument_other_than_smoke_is_refused():

@@ -14,7 +14,7 @@ from tests.conftest import load_config
 
 
 def _restore_params(config, workdir, step=None):
-  run = train.Run(config, workdir)
+  run = train.Run(config, workdir, training=False)
   try:
     return jax.device_get(run.checkpoints.restore(run.state, step).params)
   finally:
@@ -84,8 +84,9 @@ def test_sample_mode_writes_npz_and_never_overwrites(finished_run):
 
 
 def test_evaluate_mode_needs_a_checkpoint(tmp_path):
-  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+  with pytest.raises(FileNotFoundError, match='holds no run'):
     train.evaluate(load_config('vae'), tmp_path)
+  assert not list(tmp_path.iterdir())   # evaluating never creates a run
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
