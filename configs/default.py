@@ -45,6 +45,8 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 3
   config.train.eval_every = 0        # 0 = only at the end
+  config.train.best_metric = 'fid'   # keep the best checkpoint by this eval metric in workdir/best
+  config.train.best_mode = 'min'     # min | max: whether smaller or larger values are better
   config.train.num_devices = 0       # 0 = every local device
 
   config.optim = ml_collections.ConfigDict()
@@ -60,6 +62,10 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 250
   config.eval.max_examples = 0       # 0 = the whole held-out split
+  # Sample quality (gen_jax.sample_metrics), measured with the project's digit classifier.
+  config.eval.num_samples = 0        # samples measured; 0 = as many as held-out images
+  config.eval.classifier_dir = ''    # '' = runs/classifier/<data.name>_<size>x<size>_<digest>
+  config.eval.classifier_steps = 1000  # its training steps (trained on first use when missing)
 
   config.sample = ml_collections.ConfigDict()
   config.sample.num_samples = 64
@@ -81,5 +87,6 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> ml_collections.Config
   config.train.checkpoint_every = 6
   config.eval.batch_size = 64
   config.eval.max_examples = 128
+  config.eval.classifier_steps = 20
   config.sample.num_samples = 16
   return config

@@ -1,4 +1,5 @@
-"""Orbax checkpoints in a run's workdir, and the guard that keeps one workdir to one run.
+"""Orbax checkpoints in a run's workdir (the latest ones, and the best by a metric), and the guard
+that keeps one workdir to one run.
 
 The first run in a workdir writes `config.json`. A later run in the same workdir resumes only if
 its config describes the same run: it may change how long the run is or how often it logs, never
@@ -9,6 +10,7 @@ touched.
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from typing import Any
 
@@ -16,13 +18,15 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from gen_jax import config_checks
+
 RUN_CONFIG = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 # Fields a resumed run may change: they set the run's length and its reporting, not its result.
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.eval_every', 'train.num_devices', 'eval.batch_size', 'eval.max_examples',
-    'sample.num_samples',
+    'sample.num_samples', 'sample.label',
 })
 
 
@@ -74,22 +78,14 @@ def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, crea
   path.write_text(config.to_json(indent=2))
 
 
-class Checkpointer:
-  """Saves every N steps and at the end, keeping the last K; restores the latest."""
+class _CheckpointDir:
+  """A folder of orbax checkpoints: what the latest and the best checkpoints share."""
 
-  def __init__(self, workdir: pathlib.Path, keep: int):
-    self._manager = ocp.CheckpointManager(
-        (pathlib.Path(workdir) / CHECKPOINT_DIR).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+  def __init__(self, directory: pathlib.Path, options: ocp.CheckpointManagerOptions):
+    self._manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
-
-  def save(self, step: int, state: Any) -> None:
-    if step in self._manager.all_steps():
-      return
-    self._manager.save(step, args=ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
 
   def restore(self, like: Any, step: int | None = None) -> Any:
     """Restores onto the shapes, dtypes and shardings of `like`."""
@@ -99,3 +95,56 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+class Checkpointer(_CheckpointDir):
+  """Saves every N steps and at the end, keeping the last K; restores the latest."""
+
+  def __init__(self, workdir: pathlib.Path, keep: int):
+    super().__init__(pathlib.Path(workdir) / CHECKPOINT_DIR,
+                     ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def save(self, step: int, state: Any) -> None:
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+    self._manager.wait_until_finished()
+
+
+BEST_DIR = 'best'
+BEST_MODES = ('min', 'max')
+
+
+class BestCheckpointer(_CheckpointDir):
+  """Keeps, in workdir/best, the one checkpoint whose evaluation scored best by a chosen metric.
+
+  Beside the latest checkpoints: a GAN's last step is often far from its best. The metric value
+  is saved with the checkpoint, so a resumed run keeps comparing against the same best.
+  """
+
+  def __init__(self, workdir: pathlib.Path, metric: str, mode: str):
+    self.metric = metric
+    self.mode = mode
+    super().__init__(pathlib.Path(workdir) / BEST_DIR, ocp.CheckpointManagerOptions(
+        max_to_keep=1, best_fn=lambda metrics: metrics[metric], best_mode=mode,
+        keep_checkpoints_without_metrics=False, create=True))
+
+  def best_value(self) -> float | None:
+    step = self.latest_step()
+    return None if step is None else float(self._manager.metrics(step)[self.metric])
+
+  def offer(self, step: int, state: Any, metrics: dict[str, Any]) -> bool:
+    """Saves `state` when metrics[self.metric] beats the kept checkpoint's; returns whether it did."""
+    if self.metric not in metrics:
+      scalars = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))
+      raise config_checks.ConfigError(
+          f'config.train.best_metric={self.metric!r} is not among the evaluation metrics of this '
+          f'model; choose one of {scalars} (or \'\' to keep no best checkpoint)')
+    value = float(metrics[self.metric])
+    best = self.best_value()
+    better = best is None or (value < best if self.mode == 'min' else value > best)
+    if not math.isfinite(value) or not better or step in self._manager.all_steps():
+      return False
+    self._manager.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
+    self._manager.wait_until_finished()
+    return True

@@ -54,9 +54,10 @@ def require_number(config, field: str, low: float | None = None, high: float | N
   return float(value)
 
 
-def require_positive_ints(config, field: str) -> tuple[int, ...]:
+def require_positive_ints(config, field: str, allow_empty: bool = False) -> tuple[int, ...]:
   value = get_field(config, field)
-  if (not isinstance(value, (tuple, list)) or not value
+  if (not isinstance(value, (tuple, list)) or (not value and not allow_empty)
       or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-    raise ConfigError(f'config.{field}={value!r} must be a non-empty sequence of positive integers')
+    kind = 'sequence' if allow_empty else 'non-empty sequence'
+    raise ConfigError(f'config.{field}={value!r} must be a {kind} of positive integers')
   return tuple(value)

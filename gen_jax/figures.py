@@ -91,6 +91,53 @@ def save_histograms(columns: dict[str, np.ndarray], path: pathlib.Path, title: s
   return pathlib.Path(path)
 
 
+def save_labeled_rows(rows: dict[str, np.ndarray], path: pathlib.Path, title: str) -> pathlib.Path:
+  """One titled strip of (N, H, W, C) images in [0, 1] per row (e.g. noisy / denoised / clean)."""
+  strips = {name: image_grid(images, columns=len(images)) for name, images in rows.items()}
+  width = max(strip.shape[1] for strip in strips.values())
+  fig, axes = plt.subplots(len(strips), 1, figsize=(max(4.0, width / 28), 1.1 * len(strips) + 0.4),
+                           squeeze=False)
+  for ax, (name, strip) in zip(axes[:, 0], strips.items()):
+    ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap='gray', vmin=0, vmax=255,
+              interpolation='nearest')
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel(name, rotation=0, ha='right', va='center')
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return pathlib.Path(path)
+
+
+def save_scree(eigenvalues: np.ndarray, path: pathlib.Path, chosen: int | None = None,
+               shown: int = 50) -> pathlib.Path:
+  """Scree plot: the first `shown` eigenvalues per component, with the cumulative explained ratio."""
+  eigenvalues = np.asarray(eigenvalues, np.float64)
+  cumulative = np.cumsum(eigenvalues) / max(eigenvalues.sum(), np.finfo(np.float64).tiny)
+  count = min(shown, len(eigenvalues))
+  components = np.arange(1, count + 1)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.plot(components, eigenvalues[:count], 'o-', color='tab:blue', markersize=3)
+  ax.set_xlabel('principal component')
+  ax.set_ylabel('eigenvalue (explained variance)', color='tab:blue')
+  ratio_ax = ax.twinx()
+  ratio_ax.plot(components, cumulative[:count], 's-', color='tab:orange', markersize=2)
+  ratio_ax.set_ylabel('cumulative explained-variance ratio', color='tab:orange')
+  ratio_ax.set_ylim(0, 1.02)
+  title = 'Scree plot'
+  if chosen is not None:
+    title += f' ({chosen} components kept: {cumulative[chosen - 1]:.1%} of the variance)'
+    if chosen <= count:
+      ax.axvline(chosen, color='grey', linestyle='--', linewidth=1)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return pathlib.Path(path)
+
+
 def unique_dir(path: pathlib.Path) -> pathlib.Path:
   """`path`, or `path-2`, `path-3`, … when it exists: earlier outputs are never overwritten."""
   path = pathlib.Path(path)

@@ -8,7 +8,16 @@ from gen_jax import config_checks
 from gen_jax.families.base import ModelFamily
 
 _FAMILIES: dict[str, str] = {
+    'autoencoder': 'gen_jax.families.autoencoder:AutoencoderFamily',
+    'pca': 'gen_jax.families.pca:PCAFamily',
     'vae': 'gen_jax.families.vae:VAEFamily',
+    # One family serves every GAN; the name says which config the run came from.
+    'gan': 'gen_jax.families.gan:GANFamily',
+    'dcgan': 'gen_jax.families.gan:GANFamily',
+    'lsgan': 'gen_jax.families.gan:GANFamily',
+    'cgan': 'gen_jax.families.gan:GANFamily',
+    'wgan': 'gen_jax.families.gan:GANFamily',
+    'wgan_gp': 'gen_jax.families.gan:GANFamily',
 }
 
 

@@ -1,7 +1,8 @@
 """The training loop every model shares, and the evaluate and sample modes.
 
-A run lives in its workdir: `config.json`, orbax checkpoints, `metrics.jsonl`, TensorBoard event
-files, and one `eval/step_N` folder a evaluation with `eval.json` and the family's pictures.
+A run lives in its workdir: `config.json`, orbax checkpoints (the latest ones in `checkpoints/`,
+the best by `train.best_metric` in `best/`), `metrics.jsonl`, TensorBoard event files, and one
+`eval/step_N` folder a evaluation with `eval.json`, `eval.md` and the family's pictures.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from gen_jax import checkpointing, config_checks, data, figures, parallel, registry
+from gen_jax import checkpointing, classifier, config_checks, data, figures, parallel, registry, reports
 from gen_jax.evaluation import Evaluator
 from gen_jax.families.base import DataSpec, ModelFamily
 from gen_jax.metric_writers import MetricWriter
 
-EVAL_JSON = 'eval.json'
+EVAL_JSON = reports.EVAL_JSON
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,6 +47,11 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   config_checks.require_int(config, 'eval.batch_size', minimum=1)
   config_checks.require_int(config, 'eval.max_examples', minimum=0)
   config_checks.require_int(config, 'sample.num_samples', minimum=1)
+  if not isinstance(config_checks.get_field(config, 'train.best_metric'), str):
+    raise config_checks.ConfigError(f'config.train.best_metric={config.train.best_metric!r} must be '
+                                    f"an evaluation metric's name, or '' to keep no best checkpoint")
+  config_checks.require_choice(config, 'train.best_mode', checkpointing.BEST_MODES)
+  classifier.validate(config)
   family.validate(config)
   return family
 
@@ -70,6 +76,9 @@ class Run:
     # Only now, with the data read and the model built, does a new workdir get its config.json.
     checkpointing.claim_workdir(self.workdir, config, create=training)
     self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)
+    self.best = (checkpointing.BestCheckpointer(self.workdir, config.train.best_metric,
+                                                config.train.best_mode)
+                 if config.train.best_metric else None)
     root = jax.random.PRNGKey(config.seed)
     self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
     self.state = parallel.replicate(self.family.init_state(self.init_rng), self.mesh)
@@ -94,13 +103,16 @@ class Run:
     metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, self.eval_rng)
     report = {'model': self.config.model.name, 'data': self.config.data.name, 'step': self.step,
               'num_holdout': len(holdout), 'metrics': metrics}
-    for path in (out_dir / EVAL_JSON, self.workdir / EVAL_JSON):
-      path.write_text(json.dumps(report, indent=2))
+    for directory in (out_dir, self.workdir):
+      (directory / EVAL_JSON).write_text(json.dumps(report, indent=2))
+      (directory / reports.EVAL_MARKDOWN).write_text(reports.evaluation_markdown(report))
     logging.info('Evaluation at step %d: %s', self.step, metrics)
     return report
 
   def close(self) -> None:
     self.checkpoints.close()
+    if self.best is not None:
+      self.best.close()
 
 
 def _check_finite(step: int, metrics: dict[str, float], run: Run) -> None:
@@ -145,7 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       done = step + 1
       if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
         means = {k: v / window_steps for k, v in sums.items()}
-        means['steps_per_second'] = window_steps / (time.perf_counter() - window_start)
+        means['window_seconds'] = time.perf_counter() - window_start
+        means['steps_per_second'] = window_steps / means['window_seconds']
         means['epoch'] = step / run.batches.steps_per_epoch
         writer.write(done, 'train', means)
         progress.set_postfix({k: f'{v:.4g}' for k, v in list(means.items())[:3]})
@@ -153,18 +166,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if done % train_cfg.checkpoint_every == 0:
         _save(run)
       if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done != train_cfg.num_steps:
-        writer.write(done, 'eval', _scalars(run.evaluate()['metrics']))
+        _evaluate_and_keep_best(run, writer)
       if done % run.batches.steps_per_epoch == 0:
-        run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir)
+        epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir)
+        if epoch_metrics:
+          writer.write(done, 'epoch', epoch_metrics)
     _save(run)
     run.family.on_train_end(run.workdir)
-    report = run.evaluate()
-    writer.write(run.step, 'eval', _scalars(report['metrics']))
-    return report
+    return _evaluate_and_keep_best(run, writer)
   finally:
     progress.close()
     writer.close()
     run.close()
+
+
+def _evaluate_and_keep_best(run: Run, writer: MetricWriter) -> dict[str, Any]:
+  """Evaluates the current state and keeps it in workdir/best when it scores best so far."""
+  report = run.evaluate()
+  writer.write(run.step, 'eval', _scalars(report['metrics']))
+  if run.best is not None and run.best.offer(run.step, run.state, report['metrics']):
+    logging.info('Step %d is the best so far by %s; kept in %s', run.step, run.best.metric,
+                 run.workdir / checkpointing.BEST_DIR)
+  return report
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -21,5 +21,14 @@ def smoke_config():
   return load_config
 
 
+@pytest.fixture(scope='session', autouse=True)
+def isolated_classifier_root(tmp_path_factory):
+  """Digit classifiers trained by tests go to a temporary folder, not the checkout's runs/."""
+  from gen_jax import classifier
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(classifier, 'DEFAULT_ROOT', tmp_path_factory.mktemp('classifiers'))
+    yield
+
+
 def pytest_report_header(config):
   return f'jax {jax.__version__}, devices: {jax.devices()}'

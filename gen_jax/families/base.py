@@ -59,8 +59,9 @@ class ModelFamily(abc.ABC):
   def sample(self, state: Any, rng: jax.Array, num: int) -> np.ndarray:
     """`num` samples, (num, H, W, C) floats in [0, 1]."""
 
-  def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path) -> None:
-    """Hook for per-epoch pictures (GAN sample grids, for example)."""
+  def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path) -> dict[str, float] | None:
+    """Hook for per-epoch pictures (GAN sample grids, for example); the scalars it returns are
+    written to the run's metrics under the split 'epoch'."""
 
   def on_train_end(self, workdir: pathlib.Path) -> None:
     """Hook for end-of-training outputs built from the per-epoch ones."""

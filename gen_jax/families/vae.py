@@ -13,7 +13,7 @@ import numpy as np
 from flax.training import train_state
 from scipy import stats
 
-from gen_jax import config_checks, distributions, figures, optimizers, parallel
+from gen_jax import config_checks, distributions, figures, optimizers, parallel, sample_metrics
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.vae import VAE
 
@@ -44,6 +44,7 @@ class VAEFamily(ModelFamily):
     m = config.model
     self.model = VAE(tuple(m.conv_features), m.hidden_dim, m.latent_dim, spec.image_shape)
     self.train_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    self.decode_mean = jax.jit(self._decode_mean)
 
   # Likelihood ----------------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class VAEFamily(ModelFamily):
     mean, logvar = self.model.apply({'params': state.params}, batch['image'], method=VAE.encode)
     return {'mean': mean, 'logvar': logvar}
 
-  def decode_mean(self, params, z: jax.Array) -> jax.Array:
+  def _decode_mean(self, params, z: jax.Array) -> jax.Array:
     """The likelihood's mean image for each latent: what a person looks at."""
     return jax.nn.sigmoid(self.model.apply({'params': params}, jnp.asarray(z), method=VAE.decode))
 
@@ -122,6 +123,8 @@ class VAEFamily(ModelFamily):
     metrics['neg_elbo_bits_per_dim'] = metrics['neg_elbo'] / (num_pixels * math.log(2))
     posterior = evaluator.collect(self._posterior, state, dataset.holdout, rng)
     self.write_figures(state, dataset.holdout, posterior, out_dir, rng)
+    metrics.update(sample_metrics.evaluate_samples(self, state, dataset.holdout,
+                                                   jax.random.fold_in(rng, 1)))
     return metrics
 
   def write_figures(self, state, holdout, posterior, out_dir: pathlib.Path, rng) -> None:

@@ -1,0 +1,59 @@
+"""Collects the evaluations of several runs into one markdown results table.
+
+  python experiments/collect_results.py runs/vae_idx runs/dcgan_idx ... \
+      --output=experiments/results/results.md
+
+Each workdir must hold an `eval.json` (written by `--mode=train` or `--mode=evaluate`). The table
+gives model, data, steps, training wall time and the sample-quality and likelihood metrics; below
+it, each run's sample grid is linked (paths relative to the output file). Workdirs may also be
+given as glob patterns (`'runs/*'`); those without an eval.json are then skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import pathlib
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from gen_jax import reports  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('output', 'experiments/results/results.md', 'Markdown file to write.')
+
+
+def workdirs_of(patterns: list[str]) -> list[pathlib.Path]:
+  """Exact paths as given; glob patterns expanded to the matching workdirs that were evaluated."""
+  found = []
+  for pattern in patterns:
+    if any(char in pattern for char in '*?['):
+      found += [pathlib.Path(p) for p in sorted(glob.glob(pattern))
+                if (pathlib.Path(p) / reports.EVAL_JSON).exists()]
+    else:
+      found.append(pathlib.Path(pattern))
+  return found
+
+
+def main(argv):
+  patterns = argv[1:]
+  if not patterns:
+    raise app.UsageError('give the workdirs of the runs to collect')
+  try:
+    runs = [reports.load_run(workdir) for workdir in workdirs_of(patterns)]
+  except FileNotFoundError as error:
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(1)
+  if not runs:
+    print(f'error: no evaluated workdir matches {patterns}', file=sys.stderr)
+    sys.exit(1)
+  output = pathlib.Path(FLAGS.output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_text(reports.runs_markdown(runs, output.parent))
+  print(f'{len(runs)} runs written to {output}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,383 @@
+"""GANs: one family for the fully connected GAN, DCGAN, LSGAN, conditional GAN, WGAN and WGAN-GP.
+
+The six differ only in their config: the two networks (gen_jax.models.gan), the adversarial loss
+(gen_jax.adversarial_losses), the latent prior (gen_jax.latent_priors), the number of critic
+steps per generator step and the critic's Lipschitz constraint (gen_jax.lipschitz). They share
+this one training step:
+
+1. `n_critic` critic updates. Each draws fresh noise and a fresh fake batch; all of them see the
+   step's one real batch (the training loop hands a step one batch, and splitting it would shrink
+   every critic batch). The first n_critic - 1 run in a `lax.scan`.
+2. One generator update, on the fake batch of the last critic update: the generator's forward
+   pass runs once, under `jax.vjp`, and its pull-back turns the loss gradient with respect to the
+   fake images (through the freshly updated critic) into parameter gradients. This is exactly the
+   course notebook's loop (`fake = G(z)`; D step on `fake.detach()`; G step on `D(fake)`), with
+   no second generator forward and no unused critic parameter gradients.
+
+BatchNorm: every forward pass during training runs in training mode, on batch statistics, and
+updates the running averages (as PyTorch does). The critic sees the real and the fake batch in
+separate calls, so each is normalised by its own statistics, as in the notebook; a critic under
+the gradient penalty must have no BatchNorm (the penalty is per example, which BatchNorm breaks).
+Sampling runs the generator in inference mode, on the running averages.
+
+Data come in [0, 1]; `model.pixel_range = 'symmetric'` trains on [-1, 1] with a tanh output (the
+DCGAN notebook's normalisation), and samples are mapped back to [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Callable
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import struct
+from PIL import Image
+
+from gen_jax import (adversarial_losses, classifier, config_checks, figures, latent_priors,
+                     lipschitz, metric_writers, optimizers, parallel, sample_metrics)
+from gen_jax.families.base import ModelFamily
+from gen_jax.models.gan import Discriminator, Generator
+
+SAMPLES_DIR = 'samples'       # the fixed-noise grid of every epoch, and their GIF
+GRID_COLUMNS = 8
+GRID_SCALE = 2                # pixels per image pixel in the saved grids
+GENERATION_BATCH = 500        # samples generated per compiled call
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelRange:
+  """The range the networks see: the generator's output activation and the maps to and from [0, 1]."""
+
+  activation: str
+  from_unit: Callable[[jax.Array], jax.Array]
+  to_unit: Callable[[jax.Array], jax.Array]
+
+
+PIXEL_RANGES = {
+    'unit': PixelRange('sigmoid', lambda x: x, lambda x: x),
+    'symmetric': PixelRange('tanh', lambda x: 2.0 * x - 1.0, lambda x: (x + 1.0) / 2.0),
+}
+
+
+class Player(struct.PyTreeNode):
+  """One side of the game: its parameters, BatchNorm running statistics and its own optimiser."""
+
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, variables: dict[str, Any], tx: optax.GradientTransformation) -> 'Player':
+    params = variables['params']
+    return cls(params=params, batch_stats=variables.get('batch_stats', {}),
+               opt_state=tx.init(params), tx=tx)
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  def apply_gradients(self, grads: Any) -> 'Player':
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state)
+
+
+class GANState(struct.PyTreeNode):
+  """Generator and critic, each with its own parameters and optimiser state; `step` counts G updates."""
+
+  step: jax.Array
+  generator: Player
+  critic: Player
+
+
+def _apply_in_training(module: nn.Module, params: Any, batch_stats: Any, *inputs) -> tuple[jax.Array, Any]:
+  """A training-mode forward pass: outputs and the updated BatchNorm running statistics."""
+  outputs, mutated = module.apply({'params': params, 'batch_stats': batch_stats}, *inputs,
+                                  train=True, mutable=['batch_stats'])
+  return outputs, mutated.get('batch_stats', batch_stats)
+
+
+class GANFamily(ModelFamily):
+  """Every adversarial model of the course material; see the module docstring."""
+
+  @classmethod
+  def validate(cls, config) -> None:
+    config_checks.require_int(config, 'model.latent_dim', minimum=1)
+    config_checks.require_choice(config, 'model.prior', latent_priors.PRIORS)
+    config_checks.require_choice(config, 'model.loss', adversarial_losses.LOSSES)
+    config_checks.require_choice(config, 'model.pixel_range', PIXEL_RANGES)
+    config_checks.require_int(config, 'model.n_critic', minimum=1)
+    config_checks.require_number(config, 'model.gradient_penalty', low=0)
+    config_checks.require_number(config, 'model.weight_clip', low=0)
+    for field in ('generator.dense_features', 'discriminator.conv_features',
+                  'discriminator.dense_features'):
+      config_checks.require_positive_ints(config, f'model.{field}', allow_empty=True)
+    upsamplings = len(config_checks.require_positive_ints(config, 'model.generator.conv_features',
+                                                          allow_empty=True))
+    optimizers.validate(config, 'optim_g')
+    optimizers.validate(config, 'optim_d')
+    config_checks.require_int(config, 'sample.label', minimum=-1)
+    config_checks.require_int(config, 'eval.epoch_samples', minimum=0)
+    size = config.data.image_size
+    if size % 2 ** upsamplings:
+      raise config_checks.ConfigError(
+          f'config.data.image_size={size} cannot be made by a generator that doubles a feature map '
+          f'{upsamplings} times (config.model.generator.conv_features='
+          f'{tuple(config.model.generator.conv_features)}): use a multiple of {2 ** upsamplings}')
+    if (config.model.gradient_penalty and config.model.discriminator.batch_norm
+        and len(config.model.discriminator.conv_features) > 1):
+      raise config_checks.ConfigError(
+          f'config.model.discriminator.batch_norm=True cannot be used with '
+          f'config.model.gradient_penalty={config.model.gradient_penalty}: the penalty is on each '
+          f"example's own gradient, and BatchNorm mixes the examples of a batch; set "
+          f'config.model.discriminator.batch_norm=False')
+
+  def __init__(self, config, spec):
+    super().__init__(config, spec)
+    m = config.model
+    if m.conditional and spec.num_classes < 1:
+      raise config_checks.ConfigError(
+          f'config.model.conditional=True needs class labels, and data {config.data.name!r} has none')
+    if config.eval.epoch_samples and spec.num_classes < 1:
+      raise config_checks.ConfigError(
+          f'config.eval.epoch_samples={config.eval.epoch_samples} judges samples with the digit '
+          f'classifier, which needs class labels, and data {config.data.name!r} has none; set it to 0')
+    if m.conditional and not 0 <= config.sample.label < max(spec.num_classes, 1) and config.sample.label != -1:
+      raise config_checks.ConfigError(
+          f'config.sample.label={config.sample.label} is not a class of {config.data.name!r} '
+          f'(0 to {spec.num_classes - 1}, or -1 for every class in turn)')
+    self.loss = adversarial_losses.LOSSES[m.loss]
+    self.prior = latent_priors.PRIORS[m.prior]
+    self.pixels = PIXEL_RANGES[m.pixel_range]
+    self.num_classes = spec.num_classes if m.conditional else 0
+    self.generator = Generator(spec.image_shape, tuple(m.generator.dense_features),
+                               tuple(m.generator.conv_features), self.pixels.activation,
+                               m.generator.batch_norm)
+    self.critic = Discriminator(tuple(m.discriminator.conv_features),
+                                tuple(m.discriminator.dense_features), m.discriminator.batch_norm)
+    root = jax.random.PRNGKey(config.seed)
+    self.train_rng = jax.random.fold_in(root, 1)
+    # The latents of the per-epoch grids, so that the same samples are followed from epoch to
+    # epoch: 8×8 of them, or one row of 8 repeated for every class of a conditional model.
+    grid_latents = GRID_COLUMNS if self.num_classes else GRID_COLUMNS ** 2
+    self.fixed_noise = np.asarray(self.prior(jax.random.fold_in(root, 2), (grid_latents, m.latent_dim)))
+    self.monitor_rng = jax.random.fold_in(root, 3)
+    self._render = jax.jit(self._render_images)
+
+  # Conditioning --------------------------------------------------------------------------------
+
+  def condition(self, labels: jax.Array) -> jax.Array | None:
+    """One-hot class labels for a conditional model, None for an unconditional one."""
+    return jax.nn.one_hot(labels, self.num_classes) if self.num_classes else None
+
+  def balanced_labels(self, num: int) -> np.ndarray | None:
+    """Classes 0, 1, …, K-1, 0, 1, … for a conditional model; None otherwise."""
+    return np.arange(num) % self.num_classes if self.num_classes else None
+
+  # Training ------------------------------------------------------------------------------------
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    g_rng, d_rng = jax.random.split(rng)
+    condition = self.condition(jnp.zeros((2,), jnp.int32))
+    z = jnp.zeros((2, self.config.model.latent_dim))
+    x = jnp.zeros((2,) + self.spec.image_shape)
+    steps = self.spec.steps_per_epoch
+    generator = Player.create(self.generator.init(g_rng, z, condition, train=False),
+                              optimizers.build(self.config.optim_g, steps))
+    # The critic's schedule counts its own updates: n_critic per step.
+    critic = Player.create(self.critic.init(d_rng, x, condition, train=False),
+                           optimizers.build(self.config.optim_d, steps * self.config.model.n_critic))
+    return GANState(step=jnp.zeros((), jnp.int32), generator=generator, critic=critic)
+
+  def critic_update(self, critic_net: Discriminator, critic: Player, real: jax.Array, fake: jax.Array,
+                    condition: jax.Array | None, rng: jax.Array,
+                    axis_name: str | None = None) -> tuple[Player, dict[str, jax.Array]]:
+    """One critic step on a real and a (constant) fake batch; the constraint applied after it."""
+    m = self.config.model
+    fake = jax.lax.stop_gradient(fake)
+
+    def loss_fn(params):
+      real_scores, stats = _apply_in_training(critic_net, params, critic.batch_stats, real, condition)
+      fake_scores, stats = _apply_in_training(critic_net, params, stats, fake, condition)
+      loss = self.loss.critic(real_scores, fake_scores)
+      terms = {'d_loss': loss, 'd_real': self._reported(real_scores), 'd_fake': self._reported(fake_scores)}
+      if self.loss.wasserstein:
+        terms['wasserstein_estimate'] = jnp.mean(real_scores) - jnp.mean(fake_scores)
+      if m.gradient_penalty:
+        def single(x, c):
+          batch_condition = None if c is None else c[None]
+          return critic_net.apply({'params': params}, x[None], batch_condition, train=True)[0]
+        penalty, norm = lipschitz.gradient_penalty(single, rng, real, fake, condition)
+        loss = loss + m.gradient_penalty * penalty
+        terms.update(gradient_penalty=penalty, critic_input_grad_norm=norm)
+      return loss, (stats, terms)
+
+    (_, (stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(critic.params)
+    grads = parallel.cross_replica_mean(grads, axis_name)
+    critic = critic.apply_gradients(grads).replace(batch_stats=stats)
+    if m.weight_clip:
+      critic = critic.replace(params=lipschitz.clip_weights(critic.params, m.weight_clip))
+    terms['d_grad_norm'] = optax.global_norm(grads)
+    return critic, terms
+
+  def _reported(self, scores: jax.Array) -> jax.Array:
+    """What D(x) means to a person: P(real) for the cross-entropy losses, the raw score otherwise."""
+    return jnp.mean(jax.nn.sigmoid(scores) if self.loss.probabilistic else scores)
+
+  def train_step(self, state: GANState, batch, axis_name=None):
+    m = self.config.model
+    rng = parallel.per_replica_key(jax.random.fold_in(self.train_rng, state.step), axis_name)
+    generator_net = self.generator.clone(axis_name=axis_name)
+    critic_net = self.critic.clone(axis_name=axis_name)
+    real = self.pixels.from_unit(batch['image'])
+    condition = self.condition(batch['label'])
+    g_params = state.generator.params
+
+    def generate(params, batch_stats, key):
+      z = self.prior(key, (real.shape[0], m.latent_dim))
+      return _apply_in_training(generator_net, params, batch_stats, z, condition)
+
+    def critic_round(carry, key):
+      critic, g_stats = carry
+      noise_key, penalty_key = jax.random.split(key)
+      fake, g_stats = generate(g_params, g_stats, noise_key)
+      critic, _ = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
+      return (critic, g_stats), None
+
+    keys = jax.random.split(rng, m.n_critic)
+    (critic, g_stats), _ = jax.lax.scan(critic_round, (state.critic, state.generator.batch_stats),
+                                        keys[:-1])
+    noise_key, penalty_key = jax.random.split(keys[-1])
+    fake, pull_back, g_stats = jax.vjp(lambda p: generate(p, g_stats, noise_key), g_params, has_aux=True)
+    critic, metrics = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
+
+    def generator_loss(images):
+      scores, critic_stats = _apply_in_training(critic_net, critic.params, critic.batch_stats,
+                                                images, condition)
+      return self.loss.generator(scores), critic_stats
+
+    (g_loss, critic_stats), image_grads = jax.value_and_grad(generator_loss, has_aux=True)(fake)
+    (g_grads,) = pull_back(image_grads)
+    g_grads = parallel.cross_replica_mean(g_grads, axis_name)
+    generator = state.generator.apply_gradients(g_grads).replace(batch_stats=g_stats)
+    metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+    new_state = state.replace(step=state.step + 1, generator=generator,
+                              critic=critic.replace(batch_stats=critic_stats))
+    return new_state, parallel.cross_replica_mean(metrics, axis_name)
+
+  # Sampling ------------------------------------------------------------------------------------
+
+  def _render_images(self, variables, z: jax.Array, labels: jax.Array | None) -> jax.Array:
+    condition = None if labels is None else self.condition(labels)
+    return self.pixels.to_unit(self.generator.apply(variables, z, condition, train=False))
+
+  def generate(self, state: GANState, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Images in [0, 1] for the latents `z` (and classes `labels`), on the running BatchNorm averages."""
+    if (labels is None) != (not self.num_classes):
+      raise ValueError('a conditional GAN needs a class label for each latent, an unconditional '
+                       'one takes none')
+    variables = jax.device_get(state.generator.variables)
+    parts = []
+    for start in range(0, len(z), GENERATION_BATCH):
+      chunk_labels = None if labels is None else jnp.asarray(labels[start:start + GENERATION_BATCH])
+      parts.append(np.asarray(self._render(variables, jnp.asarray(z[start:start + GENERATION_BATCH]),
+                                           chunk_labels)))
+    images = np.clip(np.concatenate(parts), 0.0, 1.0)
+    chex.assert_shape(images, (len(z),) + self.spec.image_shape)
+    return images
+
+  def sample(self, state: GANState, rng: jax.Array, num: int,
+             labels: np.ndarray | None = None) -> np.ndarray:
+    """`num` samples in [0, 1]. A conditional model draws `labels` (one class per sample), by
+    default config.sample.label, or every class in turn when that is -1."""
+    if self.num_classes and labels is None:
+      label = self.config.sample.label
+      labels = np.full((num,), label) if label >= 0 else self.balanced_labels(num)
+    if labels is not None:
+      labels = np.asarray(labels)
+      chex.assert_shape(labels, (num,))
+      if labels.min() < 0 or labels.max() >= self.num_classes:
+        raise ValueError(f'labels must be classes 0 to {self.num_classes - 1}, got {np.unique(labels)}')
+    z = np.asarray(self.prior(rng, (num, self.config.model.latent_dim)))
+    return self.generate(state, z, labels)
+
+  def fixed_grid(self, state: GANState) -> np.ndarray:
+    """The fixed-noise samples, GRID_COLUMNS a row; a conditional model's rows are its classes."""
+    if not self.num_classes:
+      return self.generate(state, self.fixed_noise)
+    z = np.tile(self.fixed_noise, (self.num_classes, 1))
+    return self.generate(state, z, np.repeat(np.arange(self.num_classes), GRID_COLUMNS))
+
+  # Monitoring ----------------------------------------------------------------------------------
+
+  def class_balance(self, state: GANState, rng: jax.Array, num: int) -> dict[str, float]:
+    """Mode collapse in numbers: the digit classifier's class histogram of `num` samples, its
+    entropy (log K when every class is drawn evenly, 0 when one class is) and largest share."""
+    digits = classifier.get_classifier(self.config)
+    histogram = sample_metrics.class_histogram(digits.probabilities(
+        self.sample(state, rng, num, self.balanced_labels(num))))
+    metrics = {'class_entropy': sample_metrics.entropy(histogram),
+               'class_max_fraction': float(histogram.max())}
+    metrics.update({f'class_{k}_fraction': float(v) for k, v in enumerate(histogram)})
+    return metrics
+
+  def on_epoch_end(self, state: GANState, epoch: int, workdir: pathlib.Path) -> dict[str, float]:
+    """Writes the fixed-noise grid of this epoch; returns the samples' class balance."""
+    figures.save_image_grid(self.fixed_grid(state),
+                            pathlib.Path(workdir) / SAMPLES_DIR / f'epoch_{epoch:04d}.png',
+                            columns=GRID_COLUMNS, scale=GRID_SCALE)
+    if not self.config.eval.epoch_samples:
+      return {}
+    return self.class_balance(state, self.monitor_rng, self.config.eval.epoch_samples)
+
+  def on_train_end(self, workdir: pathlib.Path) -> None:
+    """The epoch grids as one GIF, and the training curves as PNG."""
+    workdir = pathlib.Path(workdir)
+    frames = sorted((workdir / SAMPLES_DIR).glob('epoch_*.png'))
+    if frames:
+      # The grids were saved GRID_SCALE times enlarged (nearest neighbour); save_gif enlarges again.
+      figures.save_gif([np.asarray(Image.open(path))[::GRID_SCALE, ::GRID_SCALE] for path in frames],
+                       workdir / SAMPLES_DIR / 'epochs.gif')
+    records = metric_writers.read_metrics(workdir, 'train')
+    if records:
+      figures.save_curves(records, ['d_loss', 'g_loss', 'gradient_penalty'], workdir / 'losses.png',
+                          f'{self.config.model.name}: critic and generator losses')
+      figures.save_curves(records, ['d_real', 'd_fake', 'wasserstein_estimate'],
+                          workdir / 'critic_outputs.png', 'critic on real and generated batches')
+    epochs = metric_writers.read_metrics(workdir, 'epoch')
+    if any('class_entropy' in r for r in epochs):
+      figures.save_curves(epochs, ['class_entropy', 'class_max_fraction'], workdir / 'class_balance.png',
+                          'class balance of the samples (digit classifier)')
+
+  # Evaluation ----------------------------------------------------------------------------------
+
+  def _holdout_scores(self, state: GANState, batch, rng):
+    del rng
+    condition = self.condition(batch['label'])
+    scores = self.critic.apply(state.critic.variables, self.pixels.from_unit(batch['image']),
+                               condition, train=False)
+    return {'d_holdout': jax.nn.sigmoid(scores) if self.loss.probabilistic else scores}
+
+  def evaluate(self, state, dataset, evaluator, out_dir: pathlib.Path, rng) -> dict[str, Any]:
+    """Sample quality against the held-out images (FID, KID, precision/recall, class balance, …),
+    the critic's mean output on them, and the sample grid."""
+    sample_rng, score_rng = jax.random.split(rng)
+    holdout = dataset.holdout
+    if self.num_classes and not holdout.has_labels:
+      raise ValueError('a conditional GAN is evaluated on labelled held-out images')
+    metrics = evaluator.mean(self._holdout_scores, state, holdout, score_rng)
+    num = sample_metrics.num_samples(self.config, len(holdout))
+    samples = self.sample(state, sample_rng, num, self.balanced_labels(num))
+    metrics.update(sample_metrics.sample_quality(classifier.get_classifier(self.config), samples,
+                                                 holdout, seed=self.config.seed))
+    figures.save_image_grid(self.fixed_grid(state), out_dir / 'samples.png', columns=GRID_COLUMNS)
+    logging.info('%s: FID %.3f, class entropy %.3f', self.config.model.name, metrics['fid'],
+                 metrics['class_entropy'])
+    return metrics

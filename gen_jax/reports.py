@@ -1,0 +1,100 @@
+"""Human-readable reports: one evaluation as a markdown table, several runs side by side.
+
+`--mode=evaluate` writes `eval.md` beside `eval.json` with `evaluation_markdown`;
+experiments/collect_results.py builds one results table of many workdirs with `runs_markdown`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+from typing import Any, Sequence
+
+from gen_jax import metric_writers
+
+EVAL_JSON = 'eval.json'
+EVAL_MARKDOWN = 'eval.md'
+# The columns of the results table, in order; a run without a metric shows a dash.
+SUMMARY_METRICS = ('fid', 'kid', 'precision', 'recall', 'density', 'coverage', 'inception_score',
+                   'class_entropy', 'neg_elbo', 'iwae_nll')
+
+
+def format_value(value: Any) -> str:
+  """Numbers to 4 significant digits (scientific when tiny or huge), lists compactly."""
+  if isinstance(value, bool) or value is None:
+    return str(value)
+  if isinstance(value, int):
+    return str(value)
+  if isinstance(value, float):
+    return f'{value:.4g}' if math.isfinite(value) else str(value)
+  if isinstance(value, (list, tuple)):
+    return '[' + ', '.join(format_value(v) for v in value) + ']'
+  return str(value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """A markdown table; `|` inside cells is escaped."""
+  escape = lambda cell: str(cell).replace('|', '\\|')
+  lines = ['| ' + ' | '.join(map(escape, header)) + ' |',
+           '|' + '|'.join(' --- ' for _ in header) + '|']
+  lines += ['| ' + ' | '.join(map(escape, row)) + ' |' for row in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def evaluation_markdown(report: dict[str, Any]) -> str:
+  """One evaluation report (as in eval.json): a heading and a metric/value table."""
+  heading = (f'# {report["model"]} on {report["data"]}, step {report["step"]}\n\n'
+             f'{report["num_holdout"]} held-out images.\n\n')
+  rows = [(name, format_value(value)) for name, value in report['metrics'].items()]
+  return heading + table(('metric', 'value'), rows)
+
+
+def train_seconds(workdir: pathlib.Path) -> float | None:
+  """Wall time spent training in the workdir (all sessions), from the logged windows."""
+  records = metric_writers.read_metrics(workdir, 'train')
+  seconds = [r['window_seconds'] for r in records if 'window_seconds' in r]
+  return float(sum(seconds)) if seconds else None
+
+
+def format_duration(seconds: float | None) -> str:
+  if seconds is None:
+    return '-'
+  minutes, secs = divmod(round(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m{secs:02d}s' if hours else f'{minutes}m{secs:02d}s'
+
+
+def load_run(workdir: pathlib.Path) -> dict[str, Any]:
+  """A workdir's latest evaluation report, with its training wall time and sample grid."""
+  workdir = pathlib.Path(workdir)
+  path = workdir / EVAL_JSON
+  if not path.exists():
+    raise FileNotFoundError(f'{workdir} has no {EVAL_JSON}: evaluate it first (--mode=evaluate)')
+  report = json.loads(path.read_text())
+  eval_dirs = sorted(workdir.glob(f'eval/step_{report["step"]}*'), key=lambda p: p.stat().st_mtime)
+  grids = [d / 'samples.png' for d in eval_dirs if (d / 'samples.png').exists()]
+  return dict(report, workdir=workdir, train_seconds=train_seconds(workdir),
+              samples=grids[-1] if grids else None)
+
+
+def runs_markdown(runs: Sequence[dict[str, Any]], relative_to: pathlib.Path,
+                  metrics: Sequence[str] = SUMMARY_METRICS) -> str:
+  """Runs (from `load_run`) in one results table, then each run's sample grid.
+
+  Image links are relative to `relative_to`, the directory the markdown file is written in.
+  Metric columns that no run reports are left out.
+  """
+  shown = [m for m in metrics if any(m in run['metrics'] for run in runs)]
+  rows = []
+  for run in runs:
+    rows.append([run['model'], run['data'], str(run['step']), format_duration(run['train_seconds'])]
+                + [format_value(run['metrics'].get(m, '-')) for m in shown]
+                + [str(run['workdir'])])
+  text = '# Results\n\n' + table(['model', 'data', 'steps', 'train time', *shown, 'workdir'], rows)
+  for run in runs:
+    if run['samples'] is not None:
+      link = pathlib.Path(os.path.relpath(run['samples'].absolute(), pathlib.Path(relative_to).absolute()))
+      text += f'\n## {run["model"]} on {run["data"]} ({run["workdir"]})\n\n![samples]({link.as_posix()})\n'
+  return text

@@ -1,0 +1,63 @@
+"""Keeping the best checkpoint by an evaluation metric beside the latest ones."""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax import checkpointing, config_checks, metric_writers, train
+from tests.conftest import load_config
+
+
+def _state(value):
+  return {'step': jnp.array(0), 'w': jnp.full((3,), value, jnp.float32)}
+
+
+def test_keeps_only_the_best_and_remembers_it_across_restarts(tmp_path):
+  best = checkpointing.BestCheckpointer(tmp_path, 'fid', 'min')
+  assert best.offer(1, _state(1.0), {'fid': 5.0})
+  assert not best.offer(2, _state(2.0), {'fid': 7.0})
+  assert best.offer(3, _state(3.0), {'fid': 3.0})
+  assert not best.offer(4, _state(4.0), {'fid': float('nan')})
+  assert sorted(int(p.name) for p in (tmp_path / checkpointing.BEST_DIR).iterdir()) == [3]
+  best.close()
+
+  resumed = checkpointing.BestCheckpointer(tmp_path, 'fid', 'min')   # a resumed run
+  assert resumed.latest_step() == 3 and resumed.best_value() == 3.0
+  assert not resumed.offer(5, _state(5.0), {'fid': 4.0})
+  chex.assert_trees_all_close(resumed.restore(_state(0.0)), _state(3.0))
+  resumed.close()
+
+
+def test_max_mode_and_unknown_metric(tmp_path):
+  best = checkpointing.BestCheckpointer(tmp_path, 'precision', 'max')
+  assert best.offer(1, _state(1.0), {'precision': 0.2})
+  assert best.offer(2, _state(2.0), {'precision': 0.5})
+  assert not best.offer(3, _state(3.0), {'precision': 0.4})
+  with pytest.raises(config_checks.ConfigError, match=r"train.best_metric='precision'.*'fid'"):
+    best.offer(4, _state(4.0), {'fid': 1.0})
+  best.close()
+
+
+def test_bad_best_fields_are_named():
+  config = load_config('vae')
+  config.train.best_mode = 'lowest'
+  with pytest.raises(config_checks.ConfigError, match='train.best_mode'):
+    train.validate(config)
+
+
+@pytest.mark.slow
+def test_training_keeps_the_best_evaluated_step(tmp_path):
+  config = load_config('vae')
+  config.train.eval_every = 6
+  workdir = tmp_path / 'run'
+  report = train.train_and_evaluate(config, workdir)
+  evaluations = metric_writers.read_metrics(workdir, 'eval')
+  assert [r['step'] for r in evaluations] == [6, 12]
+  best_record = min(evaluations, key=lambda r: r['fid'])
+  assert sorted(int(p.name) for p in (workdir / checkpointing.BEST_DIR).iterdir()) == [best_record['step']]
+  assert (workdir / 'eval.md').read_text().startswith('# vae on digits, step 12')
+  assert report['metrics']['fid'] == pytest.approx(evaluations[-1]['fid'])
+  assert np.isfinite(report['metrics']['kid'])
+  train_records = metric_writers.read_metrics(workdir, 'train')
+  assert all(r['window_seconds'] > 0 for r in train_records)
