@@ -17,6 +17,7 @@ CASES = [
     (4, 4, 2, 3, 'SAME'),       # kernel smaller than the stride: some phases have no taps
     (5, 3, 3, 3, 'VALID'),
     (7, 7, 4, 2, ((1, 3), (0, 2))),  # explicit, asymmetric padding
+    (7, 7, 4, 2, ((-3, -3), (-3, -2))),  # negative padding: outputs that read no border rows
     (6, 5, (3, 4), (2, 1), 'SAME'),  # different kernel and stride per dimension
 ]
 

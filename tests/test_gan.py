@@ -70,8 +70,7 @@ def test_generator_shapes_and_output_range(dense, conv, activation, low, high):
     assert low <= float(images.min()) and float(images.max()) <= high
 
 
-@pytest.mark.parametrize('conv,dense,batch_norm', [((4, 8), (), True), ((4, 8), (16,), False),
-                                                    ((), (16, 8), False)])
+@pytest.mark.parametrize('conv,dense,batch_norm', [((4, 8), (), True), ((), (16, 8), False)])
 def test_discriminator_scores_each_example_with_and_without_a_condition(conv, dense, batch_norm):
   critic = Discriminator(conv, dense, batch_norm)
   x, condition = jnp.ones((3, 12, 12, 1)), jax.nn.one_hot(jnp.array([0, 1, 2]), 3)
