@@ -1,6 +1,7 @@
 """gen_jax's DCGAN against the course notebook's PyTorch DCGAN, side by side in one run.
 
   python experiments/bench_dcgan_vs_torch.py [--budget_s=120] [--slice_s=10] [--num_samples=2000]
+  XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python experiments/bench_dcgan_vs_torch.py --torch_threads=1
 
 Both sides train the same networks (configs/dcgan.py; the notebook's `Generator` and
 `Discriminator`, verbatim) with the same losses and optimisers on the same data — the first
@@ -15,11 +16,17 @@ held-out images in the feature space of the project's digit classifier (gen_jax.
 FID, KID, precision/recall, class entropy. The same figures for 2,000 real training images give
 the floor. Writes report.md, report.json and each side's samples to --output_dir, and prints the
 table.
+
+Both sides use every core by default. On a machine shared with other jobs, PyTorch's OpenMP
+threads lose far more to the contention than XLA's (its steps per second can drop tenfold), so the
+load averages are reported beside the figures; the second command above compares the two
+single-threaded, which measures each implementation's work per step and is robust to the load.
 """
 
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 import pathlib
 import platform
@@ -27,7 +34,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,6 +57,7 @@ flags.DEFINE_string('data_path', str(ROOT.parent / 'shared' / 'data' / 'mnist'),
 flags.DEFINE_string('output_dir', str(ROOT / 'experiments' / 'results' / 'dcgan_vs_torch'),
                     'Where the report and the sample grids go.')
 flags.DEFINE_integer('seed', 0, 'Seed of both sides and of the batch order.')
+flags.DEFINE_integer('torch_threads', 0, "PyTorch's intra-op threads; 0 = its default (every core).")
 
 SHOWN_METRICS = ('fid', 'kid', 'precision', 'recall', 'coverage', 'class_entropy')
 
@@ -237,8 +245,13 @@ def markdown(results: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # Orbax reports every step of every save at INFO; keep its warnings only.
+  logging.get_absl_logger().addFilter(
+      lambda record: '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING)
   output_dir = pathlib.Path(FLAGS.output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
+  if FLAGS.torch_threads:
+    torch.set_num_threads(FLAGS.torch_threads)
   config = benchmark_config(FLAGS.data_path, FLAGS.seed)
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
@@ -276,7 +289,8 @@ def main(argv):
       'classifier_holdout_accuracy': digits.holdout_accuracy,
       'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; jax '
                  f'{jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), '
-                 f'torch {torch.__version__} ({torch.get_num_threads()} threads)',
+                 f'torch {torch.__version__} ({torch.get_num_threads()} threads); '
+                 f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
       'load_start': [round(v, 2) for v in load_start], 'load_end': [round(v, 2) for v in load_end],
   }
   (output_dir / 'report.json').write_text(json.dumps(results, indent=2))
