@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -144,7 +145,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   sums: dict[str, float] = {}
   window_start, window_steps = time.perf_counter(), 0
   progress = tqdm(range(start, train_cfg.num_steps), initial=start, total=train_cfg.num_steps,
-                  desc=f'{config.model.name} on {config.data.name}', unit='step', dynamic_ncols=True)
+                  desc=f'{config.model.name} on {config.data.name}', unit='step', dynamic_ncols=True,
+                  # In a log file (no terminal) every refresh is a new line: refresh rarely there.
+                  mininterval=0.5 if sys.stderr.isatty() else 30.0)
   try:
     for step in progress:
       batch = parallel.shard_batch(run.batches(step), run.mesh)
