@@ -280,8 +280,11 @@ def load(directory: pathlib.Path) -> Classifier:
   info = json.loads(info_path.read_text())
   model = DigitCNN(info['num_classes'], tuple(info['identity']['conv_features']),
                    info['identity']['feature_dim'])
-  abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                               jnp.zeros([1] + info['image_shape']))['params'])
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             jnp.zeros([1] + info['image_shape']))['params'])
+  # Restore onto this process's first device, whatever device count saved it.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
   checkpointer = ocp.StandardCheckpointer()
   params = checkpointer.restore((directory / PARAMS_DIR).absolute(), abstract)
   checkpointer.close()

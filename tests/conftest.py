@@ -16,6 +16,16 @@ def load_config(name: str, argument: str | None = 'smoke'):
   return importlib.import_module(f'configs.{name}').get_config(argument)
 
 
+def run_steps(family, state, batches, mesh, steps):
+  """`steps` compiled train steps of `family` over `mesh`, from a copy of `state`."""
+  from gen_jax import parallel
+  step_fn = parallel.compile_train_step(family.train_step, mesh)
+  state = parallel.replicate(jax.tree.map(jax.numpy.copy, state), mesh)
+  for step in range(steps):
+    state, metrics = step_fn(state, parallel.shard_batch(batches(step), mesh))
+  return jax.device_get(state), jax.device_get(metrics)
+
+
 @pytest.fixture
 def smoke_config():
   return load_config

@@ -14,7 +14,7 @@ from gen_jax import config_checks, data, metric_writers, parallel, train
 from gen_jax.families.base import DataSpec
 from gen_jax.families.gan import GRID_COLUMNS, SAMPLES_DIR, GANFamily
 from gen_jax.models.gan import Discriminator, Generator
-from tests.conftest import load_config
+from tests.conftest import load_config, run_steps
 
 CONFIGS = ('gan', 'dcgan', 'lsgan', 'cgan', 'wgan', 'wgan_gp')
 
@@ -37,14 +37,6 @@ def _setup(name, **overrides):
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = GANFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch))
   return config, family, batches
-
-
-def _run_steps(family, state, batches, mesh, steps):
-  step_fn = parallel.compile_train_step(family.train_step, mesh)
-  state = parallel.replicate(jax.tree.map(jnp.copy, state), mesh)
-  for step in range(steps):
-    state, metrics = step_fn(state, parallel.shard_batch(batches(step), mesh))
-  return jax.device_get(state), jax.device_get(metrics)
 
 
 def _update_count(player) -> int:
@@ -88,7 +80,7 @@ def test_discriminator_scores_each_example_with_and_without_a_condition(conv, de
 def test_every_config_trains_with_finite_losses(name):
   config, family, batches = _setup(name)
   state = family.init_state(jax.random.PRNGKey(0))
-  new_state, metrics = _run_steps(family, state, batches, parallel.make_mesh(4), 2)
+  new_state, metrics = run_steps(family, state, batches, parallel.make_mesh(4), 2)
   chex.assert_tree_all_finite((new_state, metrics))
   # Each optimiser counts only its own updates: n_critic critic updates per generator update.
   assert int(new_state.step) == _update_count(new_state.generator) == 2
@@ -154,8 +146,8 @@ def test_one_device_and_four_devices_give_the_same_steps():
   """BatchNorm's batch statistics are global under jit, so sharding does not change the step."""
   _, family, batches = _setup('dcgan')
   state = family.init_state(jax.random.PRNGKey(0))
-  one, metrics_one = _run_steps(family, state, batches, parallel.make_mesh(1), 2)
-  four, metrics_four = _run_steps(family, state, batches, parallel.make_mesh(4), 2)
+  one, metrics_one = run_steps(family, state, batches, parallel.make_mesh(1), 2)
+  four, metrics_four = run_steps(family, state, batches, parallel.make_mesh(4), 2)
   chex.assert_trees_all_close(four, one, atol=2e-5, rtol=2e-4)
   chex.assert_trees_all_close(metrics_four, metrics_one, atol=2e-5, rtol=2e-4)
 

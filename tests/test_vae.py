@@ -13,7 +13,7 @@ from gen_jax import data, distributions, parallel
 from gen_jax.families.base import DataSpec
 from gen_jax.families.vae import VAEFamily, manifold_latents, traversal_latents
 from gen_jax.models.vae import VAE
-from tests.conftest import load_config
+from tests.conftest import load_config, run_steps
 
 
 @pytest.fixture(scope='module')
@@ -73,20 +73,12 @@ def test_iwae_bound_with_one_sample_is_the_elbo_and_tightens_with_more(setup):
   assert float(k16) <= float(k1)
 
 
-def _run_steps(family, state, batches, mesh, steps):
-  step_fn = parallel.compile_train_step(family.train_step, mesh)
-  state = parallel.replicate(jax.tree.map(jnp.copy, state), mesh)
-  for step in range(steps):
-    state, metrics = step_fn(state, parallel.shard_batch(batches(step), mesh))
-  return jax.device_get(state), jax.device_get(metrics)
-
-
 def test_one_device_and_four_devices_give_the_same_steps(setup):
   config, family, batches = setup
   assert jax.device_count() == 4
   state = family.init_state(jax.random.PRNGKey(0))
-  one, metrics_one = _run_steps(family, state, batches, parallel.make_mesh(1), 3)
-  four, metrics_four = _run_steps(family, state, batches, parallel.make_mesh(4), 3)
+  one, metrics_one = run_steps(family, state, batches, parallel.make_mesh(1), 3)
+  four, metrics_four = run_steps(family, state, batches, parallel.make_mesh(4), 3)
   chex.assert_trees_all_close(four.params, one.params, atol=1e-5, rtol=1e-5)
   chex.assert_trees_all_close(metrics_four, metrics_one, rtol=1e-5)
 

@@ -149,7 +149,7 @@ class GANFamily(ModelFamily):
       raise config_checks.ConfigError(
           f'config.eval.epoch_samples={config.eval.epoch_samples} judges samples with the digit '
           f'classifier, which needs class labels, and data {config.data.name!r} has none; set it to 0')
-    if m.conditional and not 0 <= config.sample.label < max(spec.num_classes, 1) and config.sample.label != -1:
+    if m.conditional and config.sample.label >= spec.num_classes:
       raise config_checks.ConfigError(
           f'config.sample.label={config.sample.label} is not a class of {config.data.name!r} '
           f'(0 to {spec.num_classes - 1}, or -1 for every class in turn)')
@@ -252,8 +252,9 @@ class GANFamily(ModelFamily):
       return (critic, g_stats), None
 
     keys = jax.random.split(rng, m.n_critic)
-    (critic, g_stats), _ = jax.lax.scan(critic_round, (state.critic, state.generator.batch_stats),
-                                        keys[:-1])
+    critic, g_stats = state.critic, state.generator.batch_stats
+    if m.n_critic > 1:
+      (critic, g_stats), _ = jax.lax.scan(critic_round, (critic, g_stats), keys[:-1])
     noise_key, penalty_key = jax.random.split(keys[-1])
     fake, pull_back, g_stats = jax.vjp(lambda p: generate(p, g_stats, noise_key), g_params, has_aux=True)
     critic, metrics = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
