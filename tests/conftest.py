@@ -1,5 +1,6 @@
 """Test set-up: four host CPU devices, so every data-parallel path runs on a real mesh."""
 
+import functools
 import importlib
 import os
 
@@ -24,6 +25,23 @@ def run_steps(family, state, batches, mesh, steps):
   for step in range(steps):
     state, metrics = step_fn(state, parallel.shard_batch(batches(step), mesh))
   return jax.device_get(state), jax.device_get(metrics)
+
+
+def pmap_train_step(family):
+  """`family.train_step` under `jax.pmap` over the local devices, with its axis name."""
+  return jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')
+
+
+def stack_replicas(tree):
+  """One copy of `tree` per local device, stacked on a leading axis (pmap's replicated state)."""
+  count = jax.local_device_count()
+  return jax.tree.map(lambda x: jax.numpy.stack([x] * count), tree)
+
+
+def split_across_devices(batch):
+  """A global batch reshaped to (devices, per-device batch, ...) for pmap."""
+  count = jax.local_device_count()
+  return jax.tree.map(lambda x: x.reshape((count, -1) + x.shape[1:]), batch)
 
 
 @pytest.fixture

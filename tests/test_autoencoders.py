@@ -1,6 +1,5 @@
 """The autoencoder family: modules, losses, sparsity, the linear-AE/PCA link, data parallelism, real runs."""
 
-import functools
 import json
 
 import chex
@@ -15,7 +14,7 @@ from gen_jax import config_checks, data, feature_probe, image_quality, metric_wr
 from gen_jax.families.autoencoder import RECONSTRUCTION_LOSSES, AutoencoderFamily
 from gen_jax.families.base import DataSpec
 from gen_jax.models import autoencoders
-from tests.conftest import load_config
+from tests.conftest import load_config, pmap_train_step, split_across_devices, stack_replicas
 
 
 @pytest.fixture(scope='module')
@@ -156,11 +155,7 @@ def test_kl_penalty_steps_agree_on_a_device_mesh_and_under_pmap(digits_8x8):
                             parallel.shard_batch(batch, mesh))
   expected = jax.device_get((new_state.params, metrics))
 
-  count = len(jax.local_devices())
-  replicated = jax.tree.map(lambda a: jnp.stack([a] * count), state)
-  local = jax.tree.map(lambda a: a.reshape((count, -1) + a.shape[1:]), batch)
-  pmapped = jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')
-  new_state, metrics = pmapped(replicated, local)
+  new_state, metrics = pmap_train_step(family)(stack_replicas(state), split_across_devices(batch))
   chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], (new_state.params, metrics)), expected,
                               atol=1e-5, rtol=1e-5)
   chex.assert_trees_all_close(new_state.code_cov[0], jax.device_get(state.code_cov) * 0.99 + 0.01 * np.cov(

@@ -14,7 +14,8 @@ from gen_jax import config_checks, data, metric_writers, parallel, train
 from gen_jax.families.base import DataSpec
 from gen_jax.families.gan import GRID_COLUMNS, SAMPLES_DIR, GANFamily
 from gen_jax.models.gan import Discriminator, Generator
-from tests.conftest import load_config, run_steps
+from tests.conftest import (load_config, pmap_train_step, run_steps, split_across_devices,
+                             stack_replicas)
 
 CONFIGS = ('gan', 'dcgan', 'lsgan', 'cgan', 'wgan', 'wgan_gp')
 
@@ -154,12 +155,8 @@ def test_one_device_and_four_devices_give_the_same_steps():
 
 def test_step_runs_under_pmap_and_keeps_replicas_in_sync():
   _, family, batches = _setup('cgan')
-  devices = jax.local_devices()
   state = family.init_state(jax.random.PRNGKey(0))
-  replicated = jax.tree.map(lambda x: jnp.stack([x] * len(devices)), state)
-  batch = jax.tree.map(lambda x: x.reshape((len(devices), -1) + x.shape[1:]), batches(0))
-  step = jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')
-  new_state, metrics = step(replicated, batch)
+  new_state, metrics = pmap_train_step(family)(stack_replicas(state), split_across_devices(batches(0)))
   for leaf in jax.tree.leaves(new_state):
     chex.assert_trees_all_close(leaf[1:], jnp.broadcast_to(leaf[0], leaf[1:].shape))
   chex.assert_tree_all_finite(metrics)

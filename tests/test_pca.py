@@ -1,6 +1,5 @@
 """PCA: agreement with scikit-learn, streamed statistics, whitening, choice of k, the PCA family."""
 
-import functools
 import json
 
 import chex
@@ -14,7 +13,7 @@ from sklearn.decomposition import PCA as SklearnPCA
 from gen_jax import config_checks, parallel, pca, train
 from gen_jax.families.base import DataSpec
 from gen_jax.families.pca import PCAFamily, PCAState
-from tests.conftest import load_config
+from tests.conftest import load_config, pmap_train_step, split_across_devices, stack_replicas
 
 
 @pytest.fixture(scope='module')
@@ -154,11 +153,10 @@ def test_train_step_accumulates_one_epoch_on_a_mesh_and_under_pmap(digits):
   whole = pca.batch_stats(jnp.asarray(digits[:128]))
   chex.assert_trees_all_close(state.stats, whole, atol=1e-4, rtol=1e-5)
 
-  devices = len(jax.local_devices())
-  replicated = jax.tree.map(lambda a: jnp.stack([a] * devices), family.init_state(jax.random.PRNGKey(0)))
-  pmapped = jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')
+  replicated = stack_replicas(family.init_state(jax.random.PRNGKey(0)))
+  pmapped = pmap_train_step(family)
   for part in images:
-    replicated, _ = pmapped(replicated, {'image': jnp.asarray(part.reshape((devices, -1) + part.shape[1:]))})
+    replicated, _ = pmapped(replicated, split_across_devices({'image': jnp.asarray(part)}))
   chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], replicated.stats), whole, atol=1e-4, rtol=1e-5)
 
 

@@ -1,6 +1,5 @@
 """The VAE family: shapes, ELBO terms, IWAE bound, data-parallel and pmap steps, a real tiny training."""
 
-import functools
 import math
 
 import chex
@@ -13,7 +12,8 @@ from gen_jax import data, distributions, parallel
 from gen_jax.families.base import DataSpec
 from gen_jax.families.vae import VAEFamily, manifold_latents, traversal_latents
 from gen_jax.models.vae import VAE
-from tests.conftest import load_config, run_steps
+from tests.conftest import (load_config, pmap_train_step, run_steps, split_across_devices,
+                             stack_replicas)
 
 
 @pytest.fixture(scope='module')
@@ -85,12 +85,8 @@ def test_one_device_and_four_devices_give_the_same_steps(setup):
 
 def test_step_runs_under_pmap_and_keeps_replicas_in_sync(setup):
   config, family, batches = setup
-  devices = jax.local_devices()
   state = family.init_state(jax.random.PRNGKey(0))
-  replicated = jax.tree.map(lambda x: jnp.stack([x] * len(devices)), state)
-  batch = jax.tree.map(lambda x: x.reshape((len(devices), -1) + x.shape[1:]), batches(0))
-  step = jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')
-  new_state, metrics = step(replicated, batch)
+  new_state, metrics = pmap_train_step(family)(stack_replicas(state), split_across_devices(batches(0)))
   for leaf in jax.tree.leaves(new_state.params):
     chex.assert_trees_all_close(leaf[1:], jnp.broadcast_to(leaf[0], leaf[1:].shape))
   chex.assert_tree_all_finite(metrics)
