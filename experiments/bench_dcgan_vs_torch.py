@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from configs import dcgan  # noqa: E402
-from gen_jax import classifier, data, figures, parallel, sample_metrics  # noqa: E402
+from gen_jax import classifier, data, figures, host_memory, parallel, sample_metrics  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.families.gan import GANFamily  # noqa: E402
 
@@ -245,6 +245,7 @@ def markdown(results: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  host_memory.retain_freed_memory()   # for both sides, before either allocates
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(
       lambda record: '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING)

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from configs import vae  # noqa: E402
 from experiments import vae_torch  # noqa: E402
-from gen_jax import data, figures, parallel, registry  # noqa: E402
+from gen_jax import data, figures, host_memory, parallel, registry  # noqa: E402
 from gen_jax.evaluation import Evaluator  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.models.vae import VAE  # noqa: E402
@@ -259,6 +259,7 @@ class TorchSide(Side):
 
 def serve(side: str, config, connection, initial_params=None) -> None:
   """A worker process: builds one side, then runs the (command, arguments) messages it is sent."""
+  host_memory.retain_freed_memory()   # both sides alike, before either allocates
   try:
     worker = JaxSide(config) if side == 'jax' else TorchSide(config, initial_params)
     commands = worker.commands()

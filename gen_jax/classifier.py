@@ -38,7 +38,7 @@ from absl import app, flags, logging
 from flax.training import train_state
 from ml_collections import config_flags
 
-from gen_jax import config_checks, data, parallel
+from gen_jax import config_checks, data, host_memory, parallel
 from gen_jax.evaluation import Evaluator
 
 INFO_FILE = 'classifier.json'
@@ -323,6 +323,7 @@ def main(argv) -> None:
   """`python -m gen_jax.classifier --config=configs/vae.py [--retrain]`: train (when missing) and report."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  host_memory.retain_freed_memory()
   config = flags.FLAGS.config
   directory = classifier_dir(config)
   if flags.FLAGS.retrain or not (directory / INFO_FILE).exists():

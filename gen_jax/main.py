@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gen_jax import checkpointing, config_checks, data, train
+from gen_jax import checkpointing, config_checks, data, host_memory, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
@@ -31,6 +31,7 @@ def default_workdir(config) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  host_memory.retain_freed_memory()
   logging.set_verbosity(logging.INFO)
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(

@@ -22,20 +22,22 @@ CASES = [
 ]
 
 
-def _both(height, width, kernel, stride, padding):
+def _both(height, width, kernel, stride, padding, separate_phases):
   x = jax.random.normal(jax.random.PRNGKey(0), (2, height, width, 3))
   reference = nn.ConvTranspose(5, kernel if isinstance(kernel, tuple) else (kernel, kernel),
                                stride if isinstance(stride, tuple) else (stride, stride), padding=padding)
-  subpixel = SubPixelConvTranspose(5, kernel, stride, padding=padding)
+  subpixel = SubPixelConvTranspose(5, kernel, stride, padding=padding,
+                                   separate_phases=separate_phases)
   params = reference.init(jax.random.PRNGKey(1), x)
   # Non-zero bias, so that the bias path is compared too.
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
   return x, reference, subpixel, params
 
 
+@pytest.mark.parametrize('separate_phases', [True, False])
 @pytest.mark.parametrize('height,width,kernel,stride,padding', CASES)
-def test_same_parameters_and_outputs(height, width, kernel, stride, padding):
-  x, reference, subpixel, params = _both(height, width, kernel, stride, padding)
+def test_same_parameters_and_outputs(height, width, kernel, stride, padding, separate_phases):
+  x, reference, subpixel, params = _both(height, width, kernel, stride, padding, separate_phases)
   chex.assert_trees_all_equal_shapes(params, subpixel.init(jax.random.PRNGKey(1), x))
   expected = reference.apply(params, x)
   actual = jax.jit(subpixel.apply)(params, x)
@@ -43,9 +45,10 @@ def test_same_parameters_and_outputs(height, width, kernel, stride, padding):
   chex.assert_trees_all_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('separate_phases', [True, False])
 @pytest.mark.parametrize('height,width,kernel,stride,padding', CASES)
-def test_same_gradients(height, width, kernel, stride, padding):
-  x, reference, subpixel, params = _both(height, width, kernel, stride, padding)
+def test_same_gradients(height, width, kernel, stride, padding, separate_phases):
+  x, reference, subpixel, params = _both(height, width, kernel, stride, padding, separate_phases)
   target = jax.random.normal(jax.random.PRNGKey(3), reference.apply(params, x).shape)
 
   def loss(module):
