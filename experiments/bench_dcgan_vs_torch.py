@@ -1,7 +1,7 @@
 """gen_jax's DCGAN against the course notebook's PyTorch DCGAN, side by side in one run.
 
   python experiments/bench_dcgan_vs_torch.py [--budget_s=120] [--slice_s=10] [--num_samples=2000]
-  XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python experiments/bench_dcgan_vs_torch.py --torch_threads=1
+  XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 1 python experiments/bench_dcgan_vs_torch.py --torch_threads=1
 
 Both sides train the same networks (configs/dcgan.py; the notebook's `Generator` and
 `Discriminator`, verbatim) with the same losses and optimisers on the same data — the first
@@ -17,7 +17,8 @@ FID, KID, precision/recall, class entropy. The same figures for 2,000 real train
 the floor. Writes report.md, report.json and each side's samples to --output_dir, and prints the
 table.
 
-Both sides use every core by default. On a machine shared with other jobs, PyTorch's OpenMP
+Both sides use every core by default, and both run with gen_jax.host_memory's allocator setting
+(they share the process). On a machine shared with other jobs, PyTorch's OpenMP
 threads lose far more to the contention than XLA's (its steps per second can drop tenfold), so the
 load averages are reported beside the figures; the second command above compares the two
 single-threaded, which measures each implementation's work per step and is robust to the load.

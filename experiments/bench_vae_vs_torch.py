@@ -13,8 +13,11 @@ PyTorch, with PyTorch's own padding; before training, its Keras-padded twin is c
 the JAX model's encoder and decoder outputs from the same weights.
 
 Each side runs in its own process with every core (XLA's default; torch.set_num_threads for
-PyTorch), and the two take turns in slices until each has trained for --budget_seconds, so that
-load from other processes on the machine falls on both alike. JAX compile time and a few warm-up
+PyTorch), both with gen_jax.host_memory's allocator setting, and the two take turns in slices
+until each has trained for --budget_seconds, so that load from other processes on the machine
+falls on both alike. --jax_devices=2 splits the host into two XLA CPU devices for the JAX side,
+which then runs data-parallel; `taskset -c 1` with
+XLA_FLAGS=--xla_cpu_multi_thread_eigen=false compares the two on one core. JAX compile time and a few warm-up
 steps on each side are outside the budget; the compile time is reported. Held-out negative ELBO is
 the mean over the held-out images of a one-sample estimate (nats), with a fixed seed on each side.
 
@@ -54,6 +57,9 @@ flags.DEFINE_float('budget_seconds', 60.0, 'Training wall-clock seconds per side
 flags.DEFINE_float('slice_seconds', 5.0, 'The sides take turns training this long at a time.')
 flags.DEFINE_integer('batch_size', 64, 'Training batch size (both sides).')
 flags.DEFINE_string('data_path', '../shared/data/mnist', 'Directory of the MNIST IDX files.')
+flags.DEFINE_integer('jax_devices', 1,
+                     'XLA CPU devices the JAX side splits the host into, the batch sharded over '
+                     'them (gen_jax\'s data parallelism; launch.sh --host-devices does the same for runs).')
 flags.DEFINE_integer('warmup_steps', 5, 'Untimed training steps on each side before the budget.')
 flags.DEFINE_integer('seed', 0, 'Seed of the initial weights, the batches and the noise.')
 flags.DEFINE_string('out', 'experiments/results/vae_vs_torch',
@@ -64,13 +70,13 @@ PROBE_EXAMPLES = 16
 CURVE_WINDOW = 50
 
 
-def benchmark_config(data_path: str, batch_size: int, seed: int):
-  """configs/vae.py on the MNIST IDX files, one device."""
+def benchmark_config(data_path: str, batch_size: int, seed: int, devices: int):
+  """configs/vae.py on the MNIST IDX files, on `devices` devices."""
   config = vae.get_config()
   config.data.name = 'idx'
   config.data.path = data_path
   config.train.batch_size = batch_size
-  config.train.num_devices = 1
+  config.train.num_devices = devices
   config.seed = seed
   data.validate(config)
   registry.get(config.model.name).validate(config)
@@ -260,6 +266,8 @@ class TorchSide(Side):
 def serve(side: str, config, connection, initial_params=None) -> None:
   """A worker process: builds one side, then runs the (command, arguments) messages it is sent."""
   host_memory.retain_freed_memory()   # both sides alike, before either allocates
+  if side == 'jax' and config.train.num_devices > 1:
+    jax.config.update('jax_num_cpu_devices', config.train.num_devices)
   try:
     worker = JaxSide(config) if side == 'jax' else TorchSide(config, initial_params)
     commands = worker.commands()
@@ -430,7 +438,7 @@ def smoothed_curves(report: dict[str, Any]) -> list[dict[str, float]]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = benchmark_config(FLAGS.data_path, FLAGS.batch_size, FLAGS.seed)
+  config = benchmark_config(FLAGS.data_path, FLAGS.batch_size, FLAGS.seed, FLAGS.jax_devices)
   report = run_benchmark(config, FLAGS.budget_seconds, FLAGS.slice_seconds, FLAGS.warmup_steps)
   jax_side, torch_side = report['sides']['jax'], report['sides']['torch']
   report.update(
