@@ -25,8 +25,8 @@ CHECKPOINT_DIR = 'checkpoints'
 # Fields a resumed run may change: they set the run's length and its reporting, not its result.
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.eval_every', 'train.num_devices', 'eval.batch_size', 'eval.max_examples',
-    'sample.num_samples', 'sample.label',
+    'train.eval_every', 'train.num_devices', 'train.microbatches', 'eval.batch_size',
+    'eval.max_examples', 'sample.num_samples', 'sample.label',
 })
 
 

@@ -45,6 +45,11 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   config_checks.require_int(config, 'train.keep_checkpoints', minimum=1)
   config_checks.require_int(config, 'train.eval_every', minimum=0)
   config_checks.require_int(config, 'train.num_devices', minimum=0)
+  config_checks.require_int(config, 'train.microbatches', minimum=1)
+  if config.train.microbatches > 1 and not family.SPLITS_BATCHES:
+    raise config_checks.ConfigError(
+        f'config.train.microbatches={config.train.microbatches}, but model {config.model.name!r} '
+        f'trains on whole batches only: use 1')
   config_checks.require_int(config, 'eval.batch_size', minimum=1)
   config_checks.require_int(config, 'eval.max_examples', minimum=0)
   config_checks.require_int(config, 'sample.num_samples', minimum=1)
@@ -66,7 +71,8 @@ class Run:
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.mesh = parallel.make_mesh(config.train.num_devices)
-    parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size')
+    parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size',
+                              config.train.microbatches)
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
     if not training:
       checkpointing.claim_workdir(self.workdir, config, create=False)

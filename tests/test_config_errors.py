@@ -42,6 +42,20 @@ def test_batch_not_divisible_by_devices_is_refused(tmp_path):
     train.train_and_evaluate(config, tmp_path)
 
 
+def test_microbatches_must_divide_each_devices_batch_and_suit_the_model(tmp_path):
+  config = load_config('vae')
+  config.train.microbatches = 3
+  with pytest.raises(config_checks.ConfigError,
+                     match=r'batch_size=32 must be a multiple of the 4 devices in use × 3 slices'):
+    train.train_and_evaluate(config, tmp_path)
+  config = load_config('dcgan')
+  config.train.microbatches = 2
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"microbatches=2, but model 'dcgan' trains on whole batches only"):
+    train.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / 'config.json').exists()
+
+
 def test_command_line_reports_the_bad_value(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'gen_jax.main', '--config=configs/vae.py:smoke',

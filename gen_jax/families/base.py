@@ -33,6 +33,10 @@ class ModelFamily(abc.ABC):
   `jax.pmap` when given the pmap axis name.
   """
 
+  # Whether train_step honours config.train.microbatches (parallel.sliced_value_and_grad): only
+  # for losses that are means over independent examples, so not with BatchNorm or batch PCA.
+  SPLITS_BATCHES = False
+
   def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
     self.config = config
     self.spec = spec

@@ -23,6 +23,8 @@ LIKELIHOODS = ('bernoulli', 'gaussian')
 class VAEFamily(ModelFamily):
   """The convolutional VAE of the course assignment; `model.beta` > 1 gives the beta-VAE."""
 
+  SPLITS_BATCHES = True
+
   @classmethod
   def validate(cls, config) -> None:
     config_checks.require_int(config, 'model.latent_dim', minimum=1)
@@ -86,11 +88,13 @@ class VAEFamily(ModelFamily):
     x = batch['image']
     beta = self.config.model.beta
 
-    def loss_fn(params):
+    def loss_fn(params, x, rng):
       terms = self.elbo_terms(params, x, rng)
       return jnp.mean(terms['reconstruction'] + beta * terms['kl']), terms
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, terms), grads = parallel.sliced_value_and_grad(
+        jax.value_and_grad(loss_fn, has_aux=True), state.params, x, rng,
+        self.config.train.microbatches)
     grads = parallel.cross_replica_mean(grads, axis_name)
     metrics = {'loss': loss, 'reconstruction': jnp.mean(terms['reconstruction']),
                'kl': jnp.mean(terms['kl']),
