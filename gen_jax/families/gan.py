@@ -116,6 +116,7 @@ class GANFamily(ModelFamily):
     config_checks.require_int(config, 'model.n_critic', minimum=1)
     config_checks.require_number(config, 'model.gradient_penalty', low=0)
     config_checks.require_number(config, 'model.weight_clip', low=0)
+    config_checks.require_int(config, 'model.conv_slices', minimum=1)
     for field in ('generator.dense_features', 'discriminator.conv_features',
                   'discriminator.dense_features'):
       config_checks.require_positive_ints(config, f'model.{field}', allow_empty=True)
@@ -159,9 +160,10 @@ class GANFamily(ModelFamily):
     self.num_classes = spec.num_classes if m.conditional else 0
     self.generator = Generator(spec.image_shape, tuple(m.generator.dense_features),
                                tuple(m.generator.conv_features), self.pixels.activation,
-                               m.generator.batch_norm)
+                               m.generator.batch_norm, conv_slices=m.conv_slices)
     self.critic = Discriminator(tuple(m.discriminator.conv_features),
-                                tuple(m.discriminator.dense_features), m.discriminator.batch_norm)
+                                tuple(m.discriminator.dense_features), m.discriminator.batch_norm,
+                                conv_slices=m.conv_slices)
     root = jax.random.PRNGKey(config.seed)
     self.train_rng = jax.random.fold_in(root, 1)
     # The latents of the per-epoch grids, so that the same samples are followed from epoch to
