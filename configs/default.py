@@ -48,8 +48,9 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.train.best_metric = 'fid'   # keep the best checkpoint by this eval metric in workdir/best
   config.train.best_mode = 'min'     # min | max: whether smaller or larger values are better
   config.train.num_devices = 0       # 0 = every local device
-  # Independent slices of each device's batch, gradients averaged (same update; on CPU the slices
-  # run on separate cores). Only for models without batch statistics (the VAE).
+  # Independent slices of each device's batch, gradients averaged (the same gradient estimate,
+  # each slice with its own noise; on CPU the slices run on separate cores). Only for models
+  # without batch statistics (the VAE).
   config.train.microbatches = 1
 
   config.optim = ml_collections.ConfigDict()
