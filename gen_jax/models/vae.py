@@ -7,7 +7,6 @@ from typing import Sequence
 import chex
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from gen_jax.distributions import reparameterize
 from gen_jax.nn.conv_transpose import SubPixelConvTranspose
