@@ -234,7 +234,11 @@ def compare(reference: Reference, features: np.ndarray, probabilities: np.ndarra
   """Every metric of a sample set (its features and class probabilities) against the reference."""
   chex.assert_equal_shape_suffix([reference.features, features], 1)
   chex.assert_equal_shape_suffix([reference.probabilities, probabilities], 1)
-  kid_mean, kid_std = kid(reference.features, features, seed)
+  # Subsets of at most half the smaller set, so that they differ and their spread means something
+  # (subsets of every row would all be the same set: std 0).
+  smaller = min(len(reference.features), len(features))
+  kid_mean, kid_std = kid(reference.features, features, seed,
+                          subset_size=min(KID_SUBSET_SIZE, max(2, smaller // 2)))
   precision, recall = precision_recall(reference.features, features)
   density, coverage = density_coverage(reference.features, features)
   score, score_std = inception_score(probabilities, seed)
