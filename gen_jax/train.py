@@ -27,6 +27,8 @@ from gen_jax.families.base import DataSpec, ModelFamily
 from gen_jax.metric_writers import MetricWriter
 
 EVAL_JSON = reports.EVAL_JSON
+# Which checkpoint evaluate and sample use: the latest one, or the best by train.best_metric.
+CHECKPOINT_CHOICES = ('latest', 'best')
 
 
 class TrainingDiverged(RuntimeError):
@@ -97,10 +99,19 @@ class Run:
   def step(self) -> int:
     return int(jax.device_get(self.state.step))
 
-  def require_checkpoint(self) -> None:
+  def require_checkpoint(self, which: str = 'latest') -> None:
+    """Makes the state that of the latest checkpoint (already restored) or of the best one."""
+    if which not in CHECKPOINT_CHOICES:
+      raise ValueError(f'checkpoint must be one of {CHECKPOINT_CHOICES}, got {which!r}')
     if self.checkpoints.latest_step() is None:
       raise FileNotFoundError(f'no checkpoint in {self.workdir / checkpointing.CHECKPOINT_DIR}; '
                               f'train first (--mode=train)')
+    if which == 'best':
+      if self.best is None or self.best.latest_step() is None:
+        raise FileNotFoundError(
+            f'no best checkpoint in {self.workdir / checkpointing.BEST_DIR} (one is kept when '
+            f'config.train.best_metric is set and an evaluation ran); use the latest instead')
+      self.state = self.best.restore(self.state)
 
   def evaluate(self) -> dict[str, Any]:
     """Held-out metrics and pictures into eval/step_N; also written to the workdir's eval.json."""
@@ -203,24 +214,27 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
   return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Evaluates the workdir's latest checkpoint."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+             checkpoint: str = 'latest') -> dict[str, Any]:
+  """Evaluates the workdir's latest (or best) checkpoint."""
   run = Run(config, workdir, training=False)
   try:
-    run.require_checkpoint()
+    run.require_checkpoint(checkpoint)
     return run.evaluate()
   finally:
     run.close()
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, output: str) -> pathlib.Path:
-  """Writes config.sample.num_samples samples of the latest checkpoint to an .npz (array `samples`)."""
+def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, output: str,
+           checkpoint: str = 'latest') -> pathlib.Path:
+  """Writes config.sample.num_samples samples of the latest (or best) checkpoint to an .npz
+  (array `samples`)."""
   path = pathlib.Path(workdir) / output
   if path.exists():
     raise FileExistsError(f'{path} exists; refusing to overwrite it (pass another --output)')
   run = Run(config, workdir, training=False)
   try:
-    run.require_checkpoint()
+    run.require_checkpoint(checkpoint)
     samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)
     np.savez_compressed(path, samples=np.asarray(samples, np.float32))
     figures.save_image_grid(samples[:64], path.with_suffix('.png'), columns=8)

@@ -1,5 +1,7 @@
 """Keeping the best checkpoint by an evaluation metric beside the latest ones."""
 
+import shutil
+
 import chex
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +63,13 @@ def test_training_keeps_the_best_evaluated_step(tmp_path):
   assert np.isfinite(report['metrics']['kid'])
   train_records = metric_writers.read_metrics(workdir, 'train')
   assert all(r['window_seconds'] > 0 for r in train_records)
+
+  # evaluate and sample can take the best checkpoint instead of the latest.
+  best_report = train.evaluate(config, workdir, checkpoint='best')
+  assert best_report['step'] == best_record['step']
+  assert best_report['metrics']['fid'] == pytest.approx(best_record['fid'], rel=1e-4)
+  samples = np.load(train.sample(config, workdir, 'best.npz', checkpoint='best'))['samples']
+  assert samples.shape == (config.sample.num_samples, 28, 28, 1)
+  shutil.rmtree(workdir / checkpointing.BEST_DIR)
+  with pytest.raises(FileNotFoundError, match=r'no best checkpoint in .*best'):
+    train.evaluate(config, workdir, checkpoint='best')
