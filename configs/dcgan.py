@@ -18,7 +18,6 @@ def get_config(argument: str | None = None):
   m.generator.conv_features = (128, 64)
   m.discriminator.conv_features = (64, 128)
   m.discriminator.dense_features = ()
-  m.conv_slices = 2   # two batch halves per convolution, so that both CPU cores work
   for optim in (config.optim_g, config.optim_d):
     optim.decay_every_epochs = 0
   return gan.shrink_for_smoke(config)

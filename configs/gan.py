@@ -39,8 +39,6 @@ def adversarial_config(argument: str | None = None) -> ml_collections.ConfigDict
   m.n_critic = 1                     # critic updates per generator update
   m.gradient_penalty = 0.0           # lambda of WGAN-GP's penalty; 0 = none
   m.weight_clip = 0.0                # WGAN's clipping bound c on every critic weight; 0 = none
-  m.conv_slices = 1                  # each convolution as this many batch slices: the same
-                                     # function; on CPU the slices run on separate cores
   m.generator = ml_collections.ConfigDict()
   m.generator.dense_features = (512, 512)   # hidden dense blocks (Dense, BatchNorm, ReLU)
   m.generator.conv_features = ()            # () = dense to the image; else a feature map, upsampled

@@ -26,7 +26,7 @@ CHECKPOINT_DIR = 'checkpoints'
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.eval_every', 'train.num_devices', 'train.microbatches', 'eval.batch_size',
-    'eval.max_examples', 'sample.num_samples', 'sample.label', 'model.conv_slices',
+    'eval.max_examples', 'sample.num_samples', 'sample.label',
 })
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gen_jax import config_checks
+from gen_jax import compiler_options, config_checks
 
 DATA_AXIS = 'data'
 
@@ -56,13 +56,15 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
 def compile_train_step(step: Callable, mesh: Mesh) -> Callable:
   """jit of `step(state, batch) -> (state, metrics)`, batch sharded, the old state donated."""
   return jax.jit(step, in_shardings=(replicated(mesh), data_sharded(mesh)),
-                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
+                 out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0,
+                 compiler_options=compiler_options.for_devices(mesh.devices.flat))
 
 
 def compile_per_example(fn: Callable, mesh: Mesh) -> Callable:
   """jit of `fn(state, batch, rng) -> {name: (B,) array}`, with outputs sharded like the batch."""
   return jax.jit(fn, in_shardings=(replicated(mesh), data_sharded(mesh), replicated(mesh)),
-                 out_shardings=data_sharded(mesh))
+                 out_shardings=data_sharded(mesh),
+                 compiler_options=compiler_options.for_devices(mesh.devices.flat))
 
 
 def cross_replica_mean(tree: Any, axis_name: str | None) -> Any:

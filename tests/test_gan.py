@@ -153,18 +153,6 @@ def test_one_device_and_four_devices_give_the_same_steps():
   chex.assert_trees_all_close(metrics_four, metrics_one, atol=2e-5, rtol=2e-4)
 
 
-def test_convolutions_in_batch_slices_give_the_same_steps():
-  """model.conv_slices changes the schedule only (dcgan's config uses 2)."""
-  _, sliced, batches = _setup('dcgan', model__conv_slices=2)
-  _, whole, _ = _setup('dcgan', model__conv_slices=1)
-  state = whole.init_state(jax.random.PRNGKey(0))
-  mesh = parallel.make_mesh(1)
-  expected, expected_metrics = run_steps(whole, state, batches, mesh, 2)
-  actual, metrics = run_steps(sliced, state, batches, mesh, 2)
-  chex.assert_trees_all_close(actual, expected, atol=2e-5, rtol=2e-4)
-  chex.assert_trees_all_close(metrics, expected_metrics, atol=2e-5, rtol=2e-4)
-
-
 def test_step_runs_under_pmap_and_keeps_replicas_in_sync():
   _, family, batches = _setup('cgan')
   state = family.init_state(jax.random.PRNGKey(0))
@@ -216,7 +204,6 @@ def test_unconditional_sampling_takes_no_labels():
     ('gan', 'model.generator.dense_features', (8, 0), r'must be a sequence of positive integers'),
     ('gan', 'optim_d.learning_rate', 0.0, r'config.optim_d.learning_rate=0.0 is out of range'),
     ('wgan', 'model.weight_clip', -0.01, r'config.model.weight_clip=-0.01 is out of range'),
-    ('dcgan', 'model.conv_slices', 0, r'config.model.conv_slices=0 must be >= 1'),
 ])
 def test_bad_config_is_refused_before_any_data_is_read(name, field, value, message, tmp_path):
   config = load_config(name)

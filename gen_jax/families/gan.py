@@ -7,7 +7,9 @@ this one training step:
 
 1. `n_critic` critic updates. Each draws fresh noise and a fresh fake batch; all of them see the
    step's one real batch (the training loop hands a step one batch, and splitting it would shrink
-   every critic batch). The first n_critic - 1 run in a `lax.scan`.
+   every critic batch). The updates are unrolled rather than a `lax.scan`: inside a loop XLA's
+   CPU backend runs convolutions through its slow generic emitter, and WGAN-GP's step (n_critic 5)
+   took 3.7 s instead of 1.05 s.
 2. One generator update, on the fake batch of the last critic update: the generator's forward
    pass runs once, under `jax.vjp`, and its pull-back turns the loss gradient with respect to the
    fake images (through the freshly updated critic) into parameter gradients. This is exactly the
@@ -116,7 +118,6 @@ class GANFamily(ModelFamily):
     config_checks.require_int(config, 'model.n_critic', minimum=1)
     config_checks.require_number(config, 'model.gradient_penalty', low=0)
     config_checks.require_number(config, 'model.weight_clip', low=0)
-    config_checks.require_int(config, 'model.conv_slices', minimum=1)
     for field in ('generator.dense_features', 'discriminator.conv_features',
                   'discriminator.dense_features'):
       config_checks.require_positive_ints(config, f'model.{field}', allow_empty=True)
@@ -160,10 +161,9 @@ class GANFamily(ModelFamily):
     self.num_classes = spec.num_classes if m.conditional else 0
     self.generator = Generator(spec.image_shape, tuple(m.generator.dense_features),
                                tuple(m.generator.conv_features), self.pixels.activation,
-                               m.generator.batch_norm, conv_slices=m.conv_slices)
+                               m.generator.batch_norm)
     self.critic = Discriminator(tuple(m.discriminator.conv_features),
-                                tuple(m.discriminator.dense_features), m.discriminator.batch_norm,
-                                conv_slices=m.conv_slices)
+                                tuple(m.discriminator.dense_features), m.discriminator.batch_norm)
     root = jax.random.PRNGKey(config.seed)
     self.train_rng = jax.random.fold_in(root, 1)
     # The latents of the per-epoch grids, so that the same samples are followed from epoch to
@@ -246,17 +246,12 @@ class GANFamily(ModelFamily):
       z = self.prior(key, (real.shape[0], m.latent_dim))
       return _apply_in_training(generator_net, params, batch_stats, z, condition)
 
-    def critic_round(carry, key):
-      critic, g_stats = carry
+    keys = jax.random.split(rng, m.n_critic)
+    critic, g_stats = state.critic, state.generator.batch_stats
+    for key in keys[:-1]:   # unrolled: see the module's docstring
       noise_key, penalty_key = jax.random.split(key)
       fake, g_stats = generate(g_params, g_stats, noise_key)
       critic, _ = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
-      return (critic, g_stats), None
-
-    keys = jax.random.split(rng, m.n_critic)
-    critic, g_stats = state.critic, state.generator.batch_stats
-    if m.n_critic > 1:
-      (critic, g_stats), _ = jax.lax.scan(critic_round, (critic, g_stats), keys[:-1])
     noise_key, penalty_key = jax.random.split(keys[-1])
     fake, pull_back, g_stats = jax.vjp(lambda p: generate(p, g_stats, noise_key), g_params, has_aux=True)
     critic, metrics = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)

@@ -24,7 +24,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gen_jax.nn.batch_slices import batch_sliced
 from gen_jax.nn.conv_transpose import SubPixelConvTranspose
 
 LEAKY_SLOPE = 0.2
@@ -61,7 +60,6 @@ class Generator(nn.Module):
   output_activation: str
   batch_norm: bool = True
   axis_name: str | None = None
-  conv_slices: int = 1   # each convolution as this many batch slices (nn.batch_slices)
 
   @nn.compact
   def __call__(self, z: jax.Array, condition: jax.Array | None = None, train: bool = True) -> jax.Array:
@@ -74,7 +72,7 @@ class Generator(nn.Module):
 
     biased = not self.batch_norm
     upsample = functools.partial(SubPixelConvTranspose, kernel_size=KERNEL, strides=2,
-                                 padding='SAME', conv_general_dilated=batch_sliced(self.conv_slices))
+                                 padding='SAME')
     x = _with_condition(z, condition)
     for features in self.dense_features:
       x = block(nn.Dense(features, use_bias=biased)(x))
@@ -100,7 +98,6 @@ class Discriminator(nn.Module):
   dense_features: Sequence[int]
   batch_norm: bool = True
   axis_name: str | None = None
-  conv_slices: int = 1   # each convolution as this many batch slices (nn.batch_slices)
 
   @nn.compact
   def __call__(self, x: jax.Array, condition: jax.Array | None = None, train: bool = True) -> jax.Array:
@@ -110,8 +107,7 @@ class Discriminator(nn.Module):
       x = _with_condition(x, condition)
       for index, features in enumerate(self.conv_features):
         normalised = self.batch_norm and index > 0
-        x = nn.Conv(features, KERNEL, strides=2, padding=CONV_PADDING, use_bias=not normalised,
-                    conv_general_dilated=batch_sliced(self.conv_slices))(x)
+        x = nn.Conv(features, KERNEL, strides=2, padding=CONV_PADDING, use_bias=not normalised)(x)
         if normalised:
           x = _batch_norm(train, self.axis_name)(x)
         x = nn.leaky_relu(x, LEAKY_SLOPE)

@@ -30,8 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gen_jax.nn.batch_slices import ConvFunction
-
 Padding = str | Sequence[tuple[int, int]]
 
 # Narrower layers compute all phases in one convolution (see the module's docstring).
@@ -99,7 +97,7 @@ class _PhasePlan:
                  self.stride)
 
 
-def _convolve(conv: ConvFunction, x: jnp.ndarray, kernel: jnp.ndarray, pads_h: tuple[int, int],
+def _convolve(x: jnp.ndarray, kernel: jnp.ndarray, pads_h: tuple[int, int],
               pads_w: tuple[int, int]) -> jnp.ndarray:
   """Stride-1 NHWC convolution; a negative pad drops input rows that no output reads.
 
@@ -109,17 +107,17 @@ def _convolve(conv: ConvFunction, x: jnp.ndarray, kernel: jnp.ndarray, pads_h: t
   rows = slice(max(-pads_h[0], 0), x.shape[1] - max(-pads_h[1], 0))
   columns = slice(max(-pads_w[0], 0), x.shape[2] - max(-pads_w[1], 0))
   padding = tuple((max(low, 0), max(high, 0)) for low, high in (pads_h, pads_w))
-  return conv(x[:, rows, columns], kernel, (1, 1), padding,
-              dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(x[:, rows, columns], kernel, (1, 1), padding,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _phase_output(conv: ConvFunction, inputs: jnp.ndarray, kernel: jnp.ndarray,
-                  plan_h: _PhasePlan, plan_w: _PhasePlan, rh: int, rw: int) -> jnp.ndarray:
+def _phase_output(inputs: jnp.ndarray, kernel: jnp.ndarray, plan_h: _PhasePlan,
+                  plan_w: _PhasePlan, rh: int, rw: int) -> jnp.ndarray:
   """Output phase (rh, rw), (batch, per_phase_h, per_phase_w, features), from its own taps."""
   if not (plan_h.counts[rh] and plan_w.counts[rw]):   # a kernel smaller than the stride
     return jnp.zeros((inputs.shape[0], plan_h.per_phase, plan_w.per_phase, kernel.shape[3]),
                      inputs.dtype)
-  return _convolve(conv, inputs, kernel[plan_h.phase_taps(rh), plan_w.phase_taps(rw)],
+  return _convolve(inputs, kernel[plan_h.phase_taps(rh), plan_w.phase_taps(rw)],
                    plan_h.phase_pads(rh), plan_w.phase_pads(rw))
 
 
@@ -147,7 +145,6 @@ class SubPixelConvTranspose(nn.Module):
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
   # One convolution per phase (True) or one for all (False); None chooses by `features`.
   separate_phases: bool | None = None
-  conv_general_dilated: ConvFunction = lax.conv_general_dilated   # e.g. batch_slices.batch_sliced(2)
 
   @nn.compact
   def __call__(self, inputs: jnp.ndarray) -> jnp.ndarray:
@@ -171,12 +168,11 @@ class SubPixelConvTranspose(nn.Module):
       separate = self.features >= MIN_FEATURES_PER_PHASE
     if separate:
       # (batch, per_phase_h, sh, per_phase_w, sw, features)
-      y = jnp.stack([jnp.stack([_phase_output(self.conv_general_dilated, inputs, kernel, plan_h,
-                                              plan_w, rh, rw)
+      y = jnp.stack([jnp.stack([_phase_output(inputs, kernel, plan_h, plan_w, rh, rw)
                                 for rw in range(sw)], axis=3)
                      for rh in range(sh)], axis=2)
     else:
-      y = _convolve(self.conv_general_dilated, inputs, phase_kernel(kernel, plan_h, plan_w, strides),
+      y = _convolve(inputs, phase_kernel(kernel, plan_h, plan_w, strides),
                     plan_h.input_pads, plan_w.input_pads)
       y = y.reshape(batch, plan_h.per_phase, plan_w.per_phase, sh, sw, self.features)
       y = jnp.transpose(y, (0, 1, 3, 2, 4, 5))
