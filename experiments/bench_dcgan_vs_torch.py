@@ -56,7 +56,7 @@ flags.DEFINE_integer('num_samples', 2000, 'Samples drawn from each generator for
 flags.DEFINE_string('data_path', str(ROOT.parent / 'shared' / 'data' / 'mnist'),
                     'Directory of the MNIST IDX files (the 10,000-image test split).')
 flags.DEFINE_string('output_dir', str(ROOT / 'experiments' / 'results' / 'dcgan_vs_torch'),
-                    'Where the report and the sample grids go.')
+                    'Report directory (a new one, suffixed -2, -3, ... if it exists).')
 flags.DEFINE_integer('seed', 0, 'Seed of both sides and of the batch order.')
 flags.DEFINE_integer('torch_threads', 0, "PyTorch's intra-op threads; 0 = its default (every core).")
 
@@ -250,8 +250,7 @@ def main(argv):
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(
       lambda record: '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING)
-  output_dir = pathlib.Path(FLAGS.output_dir)
-  output_dir.mkdir(parents=True, exist_ok=True)
+  output_dir = figures.unique_dir(pathlib.Path(FLAGS.output_dir))   # never over an earlier report
   if FLAGS.torch_threads:
     torch.set_num_threads(FLAGS.torch_threads)
   config = benchmark_config(FLAGS.data_path, FLAGS.seed)

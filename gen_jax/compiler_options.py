@@ -27,7 +27,10 @@ YNN_WITHOUT_CONVOLUTIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TY
 
 
 def host_cores() -> int:
-  """Cores this process may run on (XLA's CPU thread pool has as many threads)."""
+  """Threads XLA's CPU convolutions may use: the cores this process may run on, or 1 when
+  XLA_FLAGS turns off its multi-threaded Eigen."""
+  if '--xla_cpu_multi_thread_eigen=false' in os.environ.get('XLA_FLAGS', ''):
+    return 1
   return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 

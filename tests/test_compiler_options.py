@@ -78,3 +78,10 @@ def test_an_option_this_jaxlib_lacks_falls_back_to_the_defaults(monkeypatch):
     assert compiler_options.for_devices(jax.local_devices()) is None
   finally:
     compiler_options._multithreaded_cpu_convolutions.cache_clear()
+
+
+def test_single_threaded_eigen_counts_as_one_core(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=4 '
+                                  '--xla_cpu_multi_thread_eigen=false')
+  assert compiler_options.host_cores() == 1
+  assert compiler_options.for_devices(jax.local_devices()) is None
