@@ -25,12 +25,22 @@ def interpolates(rng: jax.Array, real: jax.Array, fake: jax.Array) -> jax.Array:
 
 
 def input_gradient_norms(critic: Callable[..., jax.Array], x: jax.Array, *conditions) -> jax.Array:
-  """||∇ₓ D(x)||₂ for each example, by `jax.grad` of the single-example critic, vmapped.
+  """||∇ₓ D(x)||₂ for each example, by `jax.grad` of the batch's summed scores.
 
-  `critic(x, *conditions)` scores one example (no batch axis) and returns a scalar; `conditions`
-  are per-example inputs (class labels, say) batched along axis 0, or None.
+  `critic(x, *conditions)` scores a batch, one score per example; `conditions` are per-example
+  inputs (class labels, say) batched along axis 0, or None. The critic must score each example on
+  its own (no BatchNorm), so that the gradient of the sum with respect to example i is that
+  example's own gradient ∇D(x_i): what `jax.vmap` of the single-example `jax.grad` computes
+  (tests/test_gan_losses.py checks the two agree). The penalty's weight gradient then keeps the
+  batch in every convolution, where vmap made each layer's second derivative a per-example kernel
+  gradient, three times slower on CPU.
   """
-  gradients = jax.vmap(jax.grad(critic))(x, *conditions)
+  def total_score(x):
+    scores = critic(x, *conditions)
+    chex.assert_shape(scores, (x.shape[0],))
+    return jnp.sum(scores)
+
+  gradients = jax.grad(total_score)(x)
   chex.assert_equal_shape([gradients, x])
   squared = jnp.sum(jnp.square(gradients.reshape(x.shape[0], -1)), axis=-1)
   return jnp.sqrt(squared + _NORM_EPSILON)

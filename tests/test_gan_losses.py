@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gen_jax import adversarial_losses, latent_priors, lipschitz
+from gen_jax.models.gan import Discriminator
 
 REAL = jnp.array([0.0, 2.0])
 FAKE = jnp.array([-1.0, 2.0])
@@ -81,7 +82,7 @@ def _real_and_fake(shape=(6, 4, 4, 1)):
 def _linear_critic(weight_norm: float):
   direction = jax.random.normal(jax.random.PRNGKey(2), (4, 4, 1))
   weight = weight_norm * direction / jnp.linalg.norm(direction)
-  return lambda x: jnp.sum(weight * x) + 0.3
+  return lambda x: jnp.sum(weight * x, axis=(1, 2, 3)) + 0.3
 
 
 def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic():
@@ -98,7 +99,7 @@ def test_gradient_penalty_is_positive_otherwise():
   np.testing.assert_allclose(float(penalty), 4.0, rtol=1e-5)   # (3 - 1)²
   np.testing.assert_allclose(float(norm), 3.0, rtol=1e-6)
   # A non-linear critic: D(x) = ½‖x‖², so ∇D(x̂) = x̂ and the penalty is E[(‖x̂‖ - 1)²].
-  quadratic = lambda x: 0.5 * jnp.sum(jnp.square(x))
+  quadratic = lambda x: 0.5 * jnp.sum(jnp.square(x), axis=(1, 2, 3))
   penalty, _ = lipschitz.gradient_penalty(quadratic, rng, real, fake)
   x_hat = lipschitz.interpolates(rng, real, fake)
   expected = jnp.mean(jnp.square(jnp.linalg.norm(x_hat.reshape(6, -1), axis=-1) - 1.0))
@@ -110,8 +111,29 @@ def test_gradient_norms_are_per_example_and_use_per_example_conditions():
   x = jnp.arange(12.0).reshape(3, 2, 2, 1)
   scales = jnp.array([1.0, 2.0, 5.0])
   # The critic of example i is D(x_i; c_i) = c_i · sum(x_i): its input gradient norm is |c_i| · 2.
-  norms = lipschitz.input_gradient_norms(lambda x, c: c * jnp.sum(x), x, scales)
+  norms = lipschitz.input_gradient_norms(lambda x, c: c * jnp.sum(x, axis=(1, 2, 3)), x, scales)
   np.testing.assert_allclose(np.asarray(norms), 2.0 * np.asarray(scales), rtol=1e-6)
+
+
+def test_gradient_norms_equal_vmapped_per_example_gradients_of_the_critic_network():
+  """The summed-score gradient is each example's own: checked on a conditional conv critic."""
+  critic = Discriminator(conv_features=(4, 8), dense_features=(), batch_norm=False)
+  x = jax.random.normal(jax.random.PRNGKey(0), (5, 8, 8, 1))
+  labels = jax.nn.one_hot(jnp.arange(5) % 3, 3)
+  params = critic.init(jax.random.PRNGKey(1), x, labels)
+  batched = lambda x, c: critic.apply(params, x, c)
+  single = lambda x, c: critic.apply(params, x[None], c[None])[0]
+  per_example = jax.vmap(jax.grad(single))(x, labels)
+  expected = jnp.linalg.norm(per_example.reshape(5, -1), axis=-1)
+  chex.assert_trees_all_close(lipschitz.input_gradient_norms(batched, x, labels), expected,
+                              rtol=1e-5)
+  # The penalty's weight gradient (a second derivative) agrees too.
+  penalty = lambda params, norms_of: jnp.mean(jnp.square(norms_of(params) - 1.0))
+  summed = jax.grad(penalty)(params, lambda p: lipschitz.input_gradient_norms(
+      lambda x, c: critic.apply(p, x, c), x, labels))
+  vmapped = jax.grad(penalty)(params, lambda p: jnp.linalg.norm(jax.vmap(jax.grad(
+      lambda x, c: critic.apply(p, x[None], c[None])[0]))(x, labels).reshape(5, -1), axis=-1))
+  chex.assert_trees_all_close(summed, vmapped, rtol=1e-4, atol=1e-6)
 
 
 def test_interpolates_lie_between_real_and_fake():

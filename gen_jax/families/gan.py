@@ -213,10 +213,9 @@ class GANFamily(ModelFamily):
       if self.loss.wasserstein:
         terms['wasserstein_estimate'] = jnp.mean(real_scores) - jnp.mean(fake_scores)
       if m.gradient_penalty:
-        def single(x, c):
-          batch_condition = None if c is None else c[None]
-          return critic_net.apply({'params': params}, x[None], batch_condition, train=True)[0]
-        penalty, norm = lipschitz.gradient_penalty(single, rng, real, fake, condition)
+        def scores(x, c):
+          return critic_net.apply({'params': params}, x, c, train=True)
+        penalty, norm = lipschitz.gradient_penalty(scores, rng, real, fake, condition)
         loss = loss + m.gradient_penalty * penalty
         terms.update(gradient_penalty=penalty, critic_input_grad_norm=norm)
       return loss, (stats, terms)

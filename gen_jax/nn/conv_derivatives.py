@@ -1,0 +1,125 @@
+"""A convolution whose derivatives of every order are first-order convolution gradients.
+
+WGAN-GP's gradient penalty differentiates the critic's input gradient with respect to its
+weights: a second derivative of each convolution. Through JAX's own rules that is the kernel
+gradient of an input-gradient convolution, which carries a reversed window; XLA's CPU backend
+cannot hand such a convolution to its fast libraries and runs it through its generic loop emitter
+(a 4×4 64→128 layer on a 64×14×14 batch: 145 ms, against 2 ms for the same layer's forward and
+backward pass). The WGAN-GP step took about a second.
+
+Here the three linear maps of a convolution — the convolution itself, its input gradient and its
+kernel gradient — are each a `jax.custom_vjp` whose derivatives are expressed through the same
+three maps. Their values are JAX's own first-order rules, so a first derivative is exactly what
+`lax.conv_general_dilated` gives, and a derivative of any order stays among convolutions XLA runs
+well. `conv_general_dilated` takes `lax.conv_general_dilated`'s arguments, so it can be given to
+`flax.linen.Conv(conv_general_dilated=...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+from jax import lax
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+  """The static arguments of one convolution, with its operands' shapes."""
+  window_strides: tuple[int, ...]
+  padding: Any
+  lhs_dilation: Any
+  rhs_dilation: Any
+  dimension_numbers: Any
+  feature_group_count: int
+  batch_group_count: int
+  precision: Any
+  lhs_shape: tuple[int, ...]
+  rhs_shape: tuple[int, ...]
+  dtype: Any
+
+  def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(
+        lhs, rhs, self.window_strides, self.padding, self.lhs_dilation, self.rhs_dilation,
+        self.dimension_numbers, self.feature_group_count, self.batch_group_count,
+        self.precision)
+
+  def zeros(self, shape: tuple[int, ...]) -> jax.Array:
+    return jax.numpy.zeros(shape, self.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _convolve(layout: _Layout, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+  return layout.apply(lhs, rhs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> jax.Array:
+  """The convolution's gradient with respect to its input, for an output cotangent."""
+  _, pull_back = jax.vjp(lambda lhs: layout.apply(lhs, rhs), layout.zeros(layout.lhs_shape))
+  return pull_back(cotangent)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
+  """The convolution's gradient with respect to its kernel, for an output cotangent."""
+  _, pull_back = jax.vjp(lambda rhs: layout.apply(lhs, rhs), layout.zeros(layout.rhs_shape))
+  return pull_back(cotangent)[0]
+
+
+# conv(x, w) is bilinear, and <dy, conv(x, w)> = <input_gradient(dy, w), x> =
+# <kernel_gradient(x, dy), w>; every derivative below follows from these two identities.
+
+def _convolve_forward(layout, lhs, rhs):
+  return _convolve(layout, lhs, rhs), (lhs, rhs)
+
+
+def _convolve_backward(layout, operands, cotangent):
+  lhs, rhs = operands
+  return _input_gradient(layout, cotangent, rhs), _kernel_gradient(layout, lhs, cotangent)
+
+
+def _input_gradient_forward(layout, cotangent, rhs):
+  return _input_gradient(layout, cotangent, rhs), (cotangent, rhs)
+
+
+def _input_gradient_backward(layout, operands, lhs_cotangent):
+  cotangent, rhs = operands
+  return (_convolve(layout, lhs_cotangent, rhs),
+          _kernel_gradient(layout, lhs_cotangent, cotangent))
+
+
+def _kernel_gradient_forward(layout, lhs, cotangent):
+  return _kernel_gradient(layout, lhs, cotangent), (lhs, cotangent)
+
+
+def _kernel_gradient_backward(layout, operands, rhs_cotangent):
+  lhs, cotangent = operands
+  return (_input_gradient(layout, cotangent, rhs_cotangent),
+          _convolve(layout, lhs, rhs_cotangent))
+
+
+_convolve.defvjp(_convolve_forward, _convolve_backward)
+_input_gradient.defvjp(_input_gradient_forward, _input_gradient_backward)
+_kernel_gradient.defvjp(_kernel_gradient_forward, _kernel_gradient_backward)
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
+                         lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision=None, preferred_element_type=None) -> jax.Array:
+  """`lax.conv_general_dilated`, with derivatives of every order as first-order gradients."""
+  if preferred_element_type is not None:
+    raise ValueError('preferred_element_type is not supported; got '
+                     f'{preferred_element_type!r}, allowed: None')
+
+  def freeze(value):   # hashable: lists (of pairs, say) become tuples; named tuples stay
+    return tuple(freeze(v) for v in value) if type(value) in (list, tuple) else value
+
+  layout = _Layout(tuple(window_strides), freeze(padding), freeze(lhs_dilation),
+                   freeze(rhs_dilation), freeze(dimension_numbers), feature_group_count,
+                   batch_group_count, precision, tuple(lhs.shape), tuple(rhs.shape),
+                   jax.numpy.result_type(lhs, rhs))
+  return _convolve(layout, lhs, rhs)
