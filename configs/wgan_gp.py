@@ -1,8 +1,9 @@
 """WGAN-GP: the Wasserstein critic kept near 1-Lipschitz by a gradient penalty.
 
 The critic's loss adds lambda · (||∇D(x̂)||₂ − 1)² (lambda = 10) on random interpolates x̂ between
-real and generated images, each example's gradient computed by `jax.grad`, vmapped. The critic
-has no BatchNorm (the penalty is per example); 5 critic updates per generator update; Adam with
+real and generated images, each example's gradient computed by `jax.grad` (of the summed scores,
+which equals the vmapped per-example gradient for this critic). The critic has no BatchNorm (the
+penalty is per example); 5 critic updates per generator update; Adam with
 learning rate 1e-4 and betas (0.0, 0.9) for both, as in the WGAN-GP paper.
 """
 

@@ -129,7 +129,7 @@ class JaxSide(Side):
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = registry.get(config.model.name)(
         config, DataSpec(self.dataset.image_shape, self.dataset.num_classes,
-                         self.batches.steps_per_epoch))
+                         self.batches.steps_per_epoch, len(self.dataset.train)))
     self.mesh = parallel.make_mesh(config.train.num_devices)
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
     # The same keys as gen_jax.train.Run.

@@ -100,7 +100,7 @@ def test_linear_autoencoder_learns_the_pca_subspace():
   config.model.code_dim = rank
   config.optim.learning_rate = 3e-2
   config.optim.decay_every_epochs = 0
-  family = AutoencoderFamily(config, DataSpec((4, 4, 1), 0, 1))
+  family = AutoencoderFamily(config, DataSpec((4, 4, 1), 0, 1, 1 * config.train.batch_size))
   batch = {'image': jnp.asarray(images)}
   state = family.init_state(jax.random.PRNGKey(0))
   principal = np.asarray(pca.fit(images, n_components=rank).components).T
@@ -132,7 +132,7 @@ def test_code_sparsity_rises_with_the_penalty_weight(digits_8x8, name, weights):
   for weight in weights:
     config = _small(name, code_dim=128, sparsity_weight=weight)
     config.optim.learning_rate = 3e-3
-    family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 16))
+    family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 16, 16 * config.train.batch_size))
     state = _train(family, family.init_state(jax.random.PRNGKey(0)), train_x, epochs=10)
     code = family.encode(state.params, test_x)
     sparsities.append(float(jnp.mean(sparsity.fraction_near_zero(code, config.eval.sparsity_threshold))))
@@ -146,7 +146,7 @@ def test_code_sparsity_rises_with_the_penalty_weight(digits_8x8, name, weights):
 def test_kl_penalty_steps_agree_on_a_device_mesh_and_under_pmap(digits_8x8):
   """The KL penalty uses the mean activation of the whole batch, across replicas too."""
   config = _small('sparse_ae_kl', code_dim=32, sparsity_weight=5.0)
-  family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 4))
+  family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 4, 4 * config.train.batch_size))
   state = family.init_state(jax.random.PRNGKey(0))
   batch = {'image': jnp.asarray(digits_8x8[:32])}
   mesh = parallel.make_mesh(4)   # jit over a 4-device mesh: the batch is one global array
@@ -164,7 +164,7 @@ def test_kl_penalty_steps_agree_on_a_device_mesh_and_under_pmap(digits_8x8):
 
 def test_samples_decode_the_training_codes_gaussian(digits_8x8):
   config = _small('ae_conv', architecture='mlp', hidden_dims=(16,), code_dim=6)
-  family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 16))
+  family = AutoencoderFamily(config, DataSpec((8, 8, 1), 10, 16, 16 * config.train.batch_size))
   state = _train(family, family.init_state(jax.random.PRNGKey(0)), digits_8x8[:1024], epochs=1)
   assert float(jnp.abs(state.code_mean).sum()) > 0
   samples = family.sample(state, jax.random.PRNGKey(1), 7)
@@ -194,7 +194,8 @@ def test_tiny_real_training_lowers_the_loss(name):
   config = load_config(name)
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  family = AutoencoderFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch))
+  family = AutoencoderFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
+                                              len(dataset.train)))
   mesh = parallel.make_mesh()
   step = parallel.compile_train_step(family.train_step, mesh)
   state = parallel.replicate(family.init_state(jax.random.PRNGKey(0)), mesh)

@@ -136,7 +136,8 @@ def test_signs_are_deterministic(digits):
 
 
 def _family(config, image_shape=(28, 28, 1), steps_per_epoch=4):
-  return PCAFamily(config, DataSpec(image_shape, 10, steps_per_epoch))
+  return PCAFamily(config, DataSpec(image_shape, 10, steps_per_epoch,
+                                    steps_per_epoch * config.train.batch_size))
 
 
 def test_train_step_accumulates_one_epoch_on_a_mesh_and_under_pmap(digits):
@@ -166,8 +167,22 @@ def test_incomplete_pass_is_reported_with_the_fields_to_change():
   state = PCAState(step=jnp.array(7), stats=pca.batch_stats(jnp.zeros((224, 784))))
   family.check_coverage(state, 224)
   with pytest.raises(config_checks.ConfigError, match=r'fitted on 224 of the 250 training examples.*'
-                                                      r'config.train.batch_size=32 must divide 250'):
+                                                      r'config.train.batch_size=32 must divide the '
+                                                      r'250 training examples'):
     family.check_coverage(state, 250)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('train.batch_size', 24, r'batch_size=24 must divide the 256 training examples'),
+    ('train.num_steps', 7, r'num_steps=7 must be at least 8, one epoch'),
+])
+def test_a_run_that_would_miss_examples_is_refused_before_training(field, value, message, tmp_path):
+  config = load_config('pca')   # 256 training examples, batch 32
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(config_checks.ConfigError, match=message):
+    train.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
 @pytest.mark.parametrize('field,value,message', [

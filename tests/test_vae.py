@@ -21,7 +21,8 @@ def setup():
   config = load_config('vae')
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  family = VAEFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch))
+  family = VAEFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
+                                      len(dataset.train)))
   return config, family, batches
 
 
@@ -108,7 +109,8 @@ def test_microbatched_step_is_the_same_on_one_and_four_devices(setup):
   config, _, batches = setup
   config = config.copy_and_resolve_references()
   config.train.microbatches = 2
-  family = VAEFamily(config, DataSpec((28, 28, 1), 10, batches.steps_per_epoch))
+  family = VAEFamily(config, DataSpec((28, 28, 1), 10, batches.steps_per_epoch,
+                                      batches.steps_per_epoch * config.train.batch_size))
   state = family.init_state(jax.random.PRNGKey(0))
   one, metrics_one = run_steps(family, state, batches, parallel.make_mesh(1), 2)
   four, metrics_four = run_steps(family, state, batches, parallel.make_mesh(4), 2)
@@ -145,7 +147,8 @@ def test_gaussian_likelihood_variant_trains(setup):
   config, _, batches = setup
   gaussian = config.copy_and_resolve_references()
   gaussian.model.likelihood = 'gaussian'
-  family = VAEFamily(gaussian, DataSpec((28, 28, 1), 10, batches.steps_per_epoch))
+  family = VAEFamily(gaussian, DataSpec((28, 28, 1), 10, batches.steps_per_epoch,
+                                        batches.steps_per_epoch * gaussian.train.batch_size))
   state = family.init_state(jax.random.PRNGKey(0))
   terms = family.elbo_terms(state.params, jnp.asarray(batches(0)['image']), jax.random.PRNGKey(1))
   expected_scale = 28 * 28 * (math.log(0.1) + 0.5 * math.log(2 * math.pi))

@@ -23,6 +23,7 @@ class DataSpec:
   image_shape: tuple[int, int, int]
   num_classes: int
   steps_per_epoch: int
+  num_train_examples: int
 
 
 class ModelFamily(abc.ABC):

@@ -5,7 +5,7 @@ by batch, in the shared training loop, so the state is checkpointed and resumed 
 and the data never need to fit in memory at once. Only the first epoch is accumulated (later steps
 leave the statistics as they are), so each training example counts exactly once; the loop's
 batches cover every example in that epoch when `train.batch_size` divides the number of training
-examples, which evaluation checks. Evaluation takes the eigendecomposition and writes the scree
+examples, which is checked before training (and the fitted count again at evaluation). Evaluation takes the eigendecomposition and writes the scree
 plot, reconstructions from 1, 2, 5, 10, 50 components, the 2-D projection, the components, and
 the linear-probe / k-means table of raw pixels against PCA coordinates.
 """
@@ -61,6 +61,7 @@ class PCAFamily(ModelFamily):
   def __init__(self, config, spec):
     super().__init__(config, spec)
     self.dim = int(np.prod(spec.image_shape))
+    self._require_one_whole_epoch(spec.num_train_examples)
 
   # Training: accumulate the first epoch's statistics -------------------------------------------
 
@@ -93,17 +94,26 @@ class PCAFamily(ModelFamily):
                                      self.requested_components())
     return full, pca.truncate(full, kept)
 
+  def _require_one_whole_epoch(self, num_train: int) -> None:
+    """Before training: the steps must cover every training example exactly once."""
+    train = self.config.train
+    if num_train % train.batch_size or train.num_steps < num_train // train.batch_size:
+      raise config_checks.ConfigError(self._one_epoch_rule(num_train))
+
   def check_coverage(self, state, num_train: int) -> None:
+    """At evaluation: the statistics must hold every example (an interrupted run's may not)."""
     fitted = int(jax.device_get(state.stats.count))
-    if fitted == num_train:
-      return
-    batch_size = self.config.train.batch_size
-    raise config_checks.ConfigError(
-        f'PCA was fitted on {fitted} of the {num_train} training examples. It accumulates one '
-        f'epoch: config.train.batch_size={batch_size} must divide {num_train} (set '
-        f'data.max_examples to a multiple of it, or choose another batch size that is a multiple '
-        f'of the devices) and config.train.num_steps={self.config.train.num_steps} must be at '
-        f'least {num_train // batch_size}, one epoch')
+    if fitted != num_train:
+      raise config_checks.ConfigError(f'PCA was fitted on {fitted} of the {num_train} training '
+                                      f'examples. {self._one_epoch_rule(num_train)}')
+
+  def _one_epoch_rule(self, num_train: int) -> str:
+    train = self.config.train
+    return (f'PCA accumulates one epoch: config.train.batch_size={train.batch_size} must divide '
+            f'the {num_train} training examples (set data.max_examples to a multiple of it, or '
+            f'choose another batch size that is a multiple of the devices) and '
+            f'config.train.num_steps={train.num_steps} must be at least '
+            f'{max(num_train // train.batch_size, 1)}, one epoch')
 
   # Evaluation ----------------------------------------------------------------------------------
 
