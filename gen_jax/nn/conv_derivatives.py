@@ -72,17 +72,14 @@ def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> j
 # conv(x, w) is bilinear, and <dy, conv(x, w)> = <input_gradient(dy, w), x> =
 # <kernel_gradient(x, dy), w>; every derivative below follows from these two identities.
 
-def _convolve_forward(layout, lhs, rhs):
-  return _convolve(layout, lhs, rhs), (lhs, rhs)
+def _keeping_operands(bilinear):
+  """A custom_vjp forward rule: the value, with both operands saved for the backward rule."""
+  return lambda layout, first, second: (bilinear(layout, first, second), (first, second))
 
 
 def _convolve_backward(layout, operands, cotangent):
   lhs, rhs = operands
   return _input_gradient(layout, cotangent, rhs), _kernel_gradient(layout, lhs, cotangent)
-
-
-def _input_gradient_forward(layout, cotangent, rhs):
-  return _input_gradient(layout, cotangent, rhs), (cotangent, rhs)
 
 
 def _input_gradient_backward(layout, operands, lhs_cotangent):
@@ -91,19 +88,15 @@ def _input_gradient_backward(layout, operands, lhs_cotangent):
           _kernel_gradient(layout, lhs_cotangent, cotangent))
 
 
-def _kernel_gradient_forward(layout, lhs, cotangent):
-  return _kernel_gradient(layout, lhs, cotangent), (lhs, cotangent)
-
-
 def _kernel_gradient_backward(layout, operands, rhs_cotangent):
   lhs, cotangent = operands
   return (_input_gradient(layout, cotangent, rhs_cotangent),
           _convolve(layout, lhs, rhs_cotangent))
 
 
-_convolve.defvjp(_convolve_forward, _convolve_backward)
-_input_gradient.defvjp(_input_gradient_forward, _input_gradient_backward)
-_kernel_gradient.defvjp(_kernel_gradient_forward, _kernel_gradient_backward)
+_convolve.defvjp(_keeping_operands(_convolve), _convolve_backward)
+_input_gradient.defvjp(_keeping_operands(_input_gradient), _input_gradient_backward)
+_kernel_gradient.defvjp(_keeping_operands(_kernel_gradient), _kernel_gradient_backward)
 
 
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
