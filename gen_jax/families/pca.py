@@ -5,9 +5,10 @@ by batch, in the shared training loop, so the state is checkpointed and resumed 
 and the data never need to fit in memory at once. Only the first epoch is accumulated (later steps
 leave the statistics as they are), so each training example counts exactly once; the loop's
 batches cover every example in that epoch when `train.batch_size` divides the number of training
-examples, which is checked before training (and the fitted count again at evaluation). Evaluation takes the eigendecomposition and writes the scree
-plot, reconstructions from 1, 2, 5, 10, 50 components, the 2-D projection, the components, and
-the linear-probe / k-means table of raw pixels against PCA coordinates.
+examples, which is checked before training (and the fitted count again at evaluation).
+Evaluation takes the eigendecomposition and writes the scree plot, reconstructions from 1, 2, 5,
+10, 50 components, the 2-D projection, the components, and the linear-probe / k-means table of raw
+pixels against PCA coordinates.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ fully connected GAN: z → 512 → 512 → 784) or a dense layer to a small feat
 stride-2 4×4 transposed convolutions (DCGAN: z → 128×7×7 → 64×14×14 → 1×28×28).
 Discriminator: stride-2 4×4 convolutions with LeakyReLU(0.2) (BatchNorm from the second on), then
 dense blocks with LeakyReLU, then one score; with no convolutions it is a fully connected critic.
-Its convolutions are `nn.conv_derivatives`', whose second derivatives (WGAN-GP's penalty) XLA's CPU
-backend runs fast.
+Its convolutions come from `gen_jax.nn.conv_derivatives`, whose second derivatives (WGAN-GP's
+penalty) XLA's CPU backend runs fast.
 
 A conditional model gets one-hot class labels: concatenated to z in the generator, and to the
 discriminator's input (as constant feature maps for a convolutional one).
