@@ -53,11 +53,15 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
   return jax.device_put(batch, data_sharded(mesh))
 
 
-def compile_train_step(step: Callable, mesh: Mesh) -> Callable:
-  """jit of `step(state, batch) -> (state, metrics)`, batch sharded, the old state donated."""
+def compile_train_step(step: Callable, mesh: Mesh, tuned: bool = True) -> Callable:
+  """jit of `step(state, batch) -> (state, metrics)`, batch sharded, the old state donated.
+
+  Compiled with `compiler_options.for_devices`, or with XLA's defaults when not `tuned`.
+  """
+  options = compiler_options.for_devices(mesh.devices.flat) if tuned else None
   return jax.jit(step, in_shardings=(replicated(mesh), data_sharded(mesh)),
                  out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0,
-                 compiler_options=compiler_options.for_devices(mesh.devices.flat))
+                 compiler_options=options)
 
 
 def compile_per_example(fn: Callable, mesh: Mesh) -> Callable:
