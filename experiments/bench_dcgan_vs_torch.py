@@ -127,8 +127,7 @@ class JaxSide(Side):
 
   def __init__(self, config, dataset: data.Dataset, batches: data.BatchSchedule):
     super().__init__(batches)
-    self.family = GANFamily(config, DataSpec(dataset.image_shape, dataset.num_classes,
-                                             batches.steps_per_epoch, len(dataset.train)))
+    self.family = GANFamily(config, DataSpec.of(dataset, batches))
     self.mesh = parallel.make_mesh(config.train.num_devices)
     self.state = parallel.replicate(self.family.init_state(jax.random.PRNGKey(config.seed)), self.mesh)
     self.step_fn = parallel.compile_train_step(self.family.train_step, self.mesh)

@@ -16,10 +16,10 @@ Each side runs in its own process with every core (XLA's default; torch.set_num_
 PyTorch), both with gen_jax.host_memory's allocator setting, and the two take turns in slices
 until each has trained for --budget_seconds, so that load from other processes on the machine
 falls on both alike. --jax_devices=2 splits the host into two XLA CPU devices for the JAX side,
-which then runs data-parallel; `taskset -c 1` with
-XLA_FLAGS=--xla_cpu_multi_thread_eigen=false compares the two on one core. JAX compile time and a few warm-up
-steps on each side are outside the budget; the compile time is reported. Held-out negative ELBO is
-the mean over the held-out images of a one-sample estimate (nats), with a fixed seed on each side.
+which then runs data-parallel; `taskset -c 1` with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+compares the two on one core. JAX compile time and a few warm-up steps on each side are outside
+the budget; the compile time is reported. Held-out negative ELBO is the mean over the held-out
+images of a one-sample estimate (nats), with a fixed seed on each side.
 
 Writes report.json, report.md and training_curves.png to a new directory under --out.
 """
@@ -128,8 +128,7 @@ class JaxSide(Side):
     self.dataset = data.load(config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = registry.get(config.model.name)(
-        config, DataSpec(self.dataset.image_shape, self.dataset.num_classes,
-                         self.batches.steps_per_epoch, len(self.dataset.train)))
+        config, DataSpec.of(self.dataset, self.batches))
     self.mesh = parallel.make_mesh(config.train.num_devices)
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
     # The same keys as gen_jax.train.Run.

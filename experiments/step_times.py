@@ -78,9 +78,7 @@ class Variant:
     self.name, self.seconds, self.steps = name, 0.0, 0
     dataset = data.load(config.data)
     schedule = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-    family = registry.get(config.model.name)(
-        config, DataSpec(dataset.image_shape, dataset.num_classes, schedule.steps_per_epoch,
-                         len(dataset.train)))
+    family = registry.get(config.model.name)(config, DataSpec.of(dataset, schedule))
     mesh = parallel.make_mesh(config.train.num_devices)
     self.batches = [parallel.shard_batch(schedule(i), mesh) for i in range(FLAGS.batches)]
     self.state = parallel.replicate(family.init_state(jax.random.PRNGKey(config.seed)), mesh)

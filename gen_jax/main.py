@@ -1,8 +1,9 @@
 """Command-line entry point: `python -m gen_jax.main --config=configs/vae.py --workdir=runs/vae`.
 
 Modes: `train` (resumes from the workdir's latest checkpoint, then evaluates), `evaluate` and
-`sample` (of the latest checkpoint, or of the best one with `--checkpoint=best`). Config fields are overridden with `--config.train.num_steps=100`-style flags; a config
-file takes `:smoke` for a run of a few seconds (`--config=configs/vae.py:smoke`).
+`sample` (of the latest checkpoint, or of the best one with `--checkpoint=best`). Config fields
+are overridden with `--config.train.num_steps=100`-style flags; a config file takes `:smoke` for a
+run of a few seconds (`--config=configs/vae.py:smoke`).
 """
 
 from __future__ import annotations

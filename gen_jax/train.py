@@ -80,8 +80,7 @@ class Run:
       checkpointing.claim_workdir(self.workdir, config, create=False)
     self.dataset = data.load(config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
-    self.family = family_cls(config, DataSpec(self.dataset.image_shape, self.dataset.num_classes,
-                                              self.batches.steps_per_epoch, len(self.dataset.train)))
+    self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
     # Only now, with the data read and the model built, does a new workdir get its config.json.
     checkpointing.claim_workdir(self.workdir, config, create=training)
     self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)

@@ -194,8 +194,7 @@ def test_tiny_real_training_lowers_the_loss(name):
   config = load_config(name)
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  family = AutoencoderFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
-                                              len(dataset.train)))
+  family = AutoencoderFamily(config, DataSpec.of(dataset, batches))
   mesh = parallel.make_mesh()
   step = parallel.compile_train_step(family.train_step, mesh)
   state = parallel.replicate(family.init_state(jax.random.PRNGKey(0)), mesh)

@@ -36,8 +36,7 @@ def _setup(name, **overrides):
   GANFamily.validate(config)
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  family = GANFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
-                                      len(dataset.train)))
+  family = GANFamily(config, DataSpec.of(dataset, batches))
   return config, family, batches
 
 

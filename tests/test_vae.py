@@ -21,8 +21,7 @@ def setup():
   config = load_config('vae')
   dataset = data.load(config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  family = VAEFamily(config, DataSpec(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
-                                      len(dataset.train)))
+  family = VAEFamily(config, DataSpec.of(dataset, batches))
   return config, family, batches
 
 

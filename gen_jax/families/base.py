@@ -25,6 +25,12 @@ class DataSpec:
   steps_per_epoch: int
   num_train_examples: int
 
+  @classmethod
+  def of(cls, dataset, batches) -> DataSpec:
+    """The spec of a `data.Dataset` trained on in the batches of a `data.BatchSchedule`."""
+    return cls(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
+               len(dataset.train))
+
 
 class ModelFamily(abc.ABC):
   """One kind of generative model, built once per run from its config.
