@@ -29,7 +29,8 @@ YNN_WITHOUT_CONVOLUTIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TY
 
 def host_cores() -> int:
   """Threads XLA's CPU convolutions may use: the cores this process may run on, or 1 when
-  XLA_FLAGS turns off its multi-threaded Eigen."""
+  XLA_FLAGS asks for no multi-threaded Eigen (in jaxlib 0.10 the flag alone no longer limits
+  XLA's threads, so it is taken as the user's wish; `taskset` does limit them)."""
   if '--xla_cpu_multi_thread_eigen=false' in os.environ.get('XLA_FLAGS', ''):
     return 1
   return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1

@@ -1,0 +1,240 @@
+"""Forward, input-gradient and kernel-gradient times of the VAE's and DCGAN's convolutions.
+
+  python experiments/conv_pass_times.py [--batch=64] [--rounds=8]
+
+Where the train steps lose to PyTorch on the CPU: each plain convolution of the VAE encoder and the
+DCGAN critic (their shapes read from configs/vae.py and configs/dcgan.py) is timed pass by pass,
+with XLA compiling as gen_jax's steps do (gen_jax.compiler_options) and, when PyTorch is installed
+(the `bench` extra), with PyTorch on NCHW tensors through autograd, as the course code runs. Every
+pass of both takes turns for --rounds rounds, so drift in the machine's speed falls on all alike;
+the report gives medians. The column to read is each side's kernel-gradient time over its forward
+time. Writes report.json and report.md to a new directory under --out.
+
+PyTorch pads symmetrically where Flax's 'SAME' puts a stride-2 layer's extra row on one side only;
+the outputs have the same size and cost the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import statistics
+import sys
+import time
+from typing import Callable
+
+from absl import app, flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import dcgan, vae  # noqa: E402
+from gen_jax import compiler_options, figures, host_memory, reports  # noqa: E402
+from gen_jax.models import gan  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')
+flags.DEFINE_integer('rounds', 8, 'Turns each pass gets.')
+flags.DEFINE_integer('repeats', 8, 'Calls timed in one turn.')
+flags.DEFINE_string('out', 'experiments/results/conv_pass_times',
+                    'Report directory (a new one, suffixed -2, -3, ... if it exists).')
+
+PASSES = ('forward', 'input gradient', 'kernel gradient')
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+  """One convolution of a model: its input size, channels, window, stride and padding."""
+  model: str
+  size: int
+  in_features: int
+  out_features: int
+  kernel: int
+  stride: int
+  padding: str | tuple[tuple[int, int], tuple[int, int]]
+  torch_padding: int
+
+  @property
+  def name(self) -> str:
+    return (f'{self.model} {self.in_features}→{self.out_features} {self.kernel}×{self.kernel} '
+            f'stride {self.stride} on {self.size}×{self.size}')
+
+  @property
+  def output_size(self) -> int:
+    return (self.size + 2 * self.torch_padding - self.kernel) // self.stride + 1
+
+  def flops(self, batch: int) -> float:
+    """Multiply-adds × 2 of one pass (each pass costs the same)."""
+    return 2.0 * batch * self.output_size ** 2 * self.kernel ** 2 * self.in_features * self.out_features
+
+
+def model_layers() -> list[ConvLayer]:
+  """The VAE encoder's 3×3 convolutions (the last with stride 2) and the DCGAN critic's."""
+  layers = []
+  config = vae.get_config()
+  size, channels = config.data.image_size, config.data.channels
+  features = config.model.conv_features
+  for index, out in enumerate(features):
+    stride = 2 if index == len(features) - 1 else 1
+    layers.append(ConvLayer('vae', size, channels, out, 3, stride, 'SAME', 1))
+    size, channels = size // stride, out
+  config = dcgan.get_config()
+  size, channels = config.data.image_size, config.data.channels
+  kernel, padding = gan.KERNEL[0], gan.CONV_PADDING
+  for out in config.model.discriminator.conv_features:
+    layers.append(ConvLayer('dcgan critic', size, channels, out, kernel, 2, padding, padding[0][0]))
+    size, channels = size // 2, out
+  return layers
+
+
+def jax_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
+  """Compiled JAX passes on random NHWC data, each a no-argument call."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, layer.size, layer.size, layer.in_features)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(layer.kernel, layer.kernel, layer.in_features,
+                                   layer.out_features)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(batch, layer.output_size, layer.output_size,
+                                   layer.out_features)), jnp.float32)
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, layer.padding,
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  functions = {
+      'forward': (conv, (x, w)),
+      'input gradient': (lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0], (x, w, g)),
+      'kernel gradient': (lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0], (x, w, g)),
+  }
+  options = compiler_options.for_devices(jax.devices())
+  calls = {}
+  for name, (function, arguments) in functions.items():
+    compiled = jax.jit(function, compiler_options=options).lower(*arguments).compile()
+    calls[name] = lambda compiled=compiled, arguments=arguments: jax.block_until_ready(
+        compiled(*arguments))
+  return calls
+
+
+def torch_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
+  """PyTorch's passes on random NCHW data: autograd computes only the gradient asked for."""
+  import torch  # the `bench` extra
+  import torch.nn.functional as F
+
+  generator = torch.Generator().manual_seed(0)
+  x = torch.randn(batch, layer.in_features, layer.size, layer.size, generator=generator,
+                  requires_grad=True)
+  w = torch.randn(layer.out_features, layer.in_features, layer.kernel, layer.kernel,
+                  generator=generator, requires_grad=True)
+
+  def conv():
+    return F.conv2d(x, w, stride=layer.stride, padding=layer.torch_padding)
+
+  y = conv()
+  g = torch.randn(y.shape, generator=generator)
+
+  def forward():
+    with torch.no_grad():
+      return conv()
+
+  return {'forward': forward,
+          'input gradient': lambda: torch.autograd.grad(y, x, g, retain_graph=True),
+          'kernel gradient': lambda: torch.autograd.grad(y, w, g, retain_graph=True)}
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def time_in_turns(calls: dict[tuple, Callable[[], object]], rounds: int,
+                  repeats: int) -> dict[tuple, float]:
+  """Median milliseconds per call of each, over `rounds` turns of `repeats` calls."""
+  samples: dict[tuple, list[float]] = {key: [] for key in calls}
+  for call in calls.values():
+    call()   # warm-up
+  for round_index in range(rounds):
+    for key, call in calls.items():
+      started = time.perf_counter()
+      for _ in range(repeats):
+        call()
+      samples[key].append(1000 * (time.perf_counter() - started) / repeats)
+    print(f'round {round_index + 1}/{rounds}', flush=True)
+  return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def rows_of(layers: list[ConvLayer], times: dict[tuple, float], batch: int,
+            sides: list[str]) -> list[dict]:
+  rows = []
+  for layer in layers:
+    for pass_name in PASSES:
+      row = {'layer': layer.name, 'pass': pass_name}
+      for side in sides:
+        ms = times[(side, layer.name, pass_name)]
+        row[f'{side}_ms'] = ms
+        row[f'{side}_gflops'] = layer.flops(batch) / ms / 1e6
+        row[f'{side}_over_forward'] = ms / times[(side, layer.name, 'forward')]
+      if 'torch' in sides:
+        row['torch_over_jax'] = row['torch_ms'] / row['jax_ms']
+      rows.append(row)
+  return rows
+
+
+def markdown(rows: list[dict], sides: list[str], command: str) -> str:
+  header = ['layer', 'pass']
+  for side in sides:
+    label = 'JAX' if side == 'jax' else 'PyTorch'
+    header += [f'{label} ms', f'{label} GFLOP/s', f'{label} / its forward']
+  if 'torch' in sides:
+    header.append('PyTorch / JAX time')
+  body = []
+  for row in rows:
+    cells = [row['layer'], row['pass']]
+    for side in sides:
+      cells += [f"{row[f'{side}_ms']:.2f}", f"{row[f'{side}_gflops']:.0f}",
+                f"{row[f'{side}_over_forward']:.2f}×"]
+    if 'torch' in sides:
+      cells.append(f"{row['torch_over_jax']:.2f}×")
+    body.append(cells)
+  missing = '' if 'torch' in sides else (
+      '\nPyTorch is not installed (`pip install -e .[bench]`), so only JAX was timed.\n')
+  return (f'# Convolution passes: JAX{" and PyTorch" if "torch" in sides else ""}\n\n'
+          f'{reports.table(header, body)}\nBatch {FLAGS.batch}; medians of {FLAGS.rounds} turns '
+          f'of {FLAGS.repeats} calls; jax {jax.__version__}, {len(jax.devices())} device(s).\n'
+          f'{missing}\nCommand: `{command}`\n')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  for name in ('batch', 'rounds', 'repeats'):
+    if FLAGS[name].value < 1:
+      raise app.UsageError(f'--{name}={FLAGS[name].value}: must be at least 1')
+  host_memory.retain_freed_memory()
+  layers = model_layers()
+  sides = ['jax'] + (['torch'] if torch_available() else [])
+  builders = {'jax': jax_passes, 'torch': torch_passes}
+  calls = {}
+  for layer in layers:
+    for side in sides:
+      for pass_name, call in builders[side](layer, FLAGS.batch).items():
+        calls[(side, layer.name, pass_name)] = call
+  times = time_in_turns(calls, FLAGS.rounds, FLAGS.repeats)
+  rows = rows_of(layers, times, FLAGS.batch, sides)
+  command = 'python experiments/conv_pass_times.py ' + ' '.join(repr(a) for a in sys.argv[1:])
+  text = markdown(rows, sides, command)
+  out = figures.unique_dir(ROOT / FLAGS.out)
+  (out / 'report.json').write_text(json.dumps({'command': command, 'batch': FLAGS.batch,
+                                               'rows': rows}, indent=2))
+  (out / 'report.md').write_text(text)
+  print(text + f'\nReport: {out / "report.md"}')
+
+
+if __name__ == '__main__':
+  app.run(main)
