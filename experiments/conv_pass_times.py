@@ -3,9 +3,10 @@
   python experiments/conv_pass_times.py [--batch=64] [--rounds=8]
 
 Where the train steps lose to PyTorch on the CPU: each plain convolution of the VAE encoder and the
-DCGAN critic (their shapes read from configs/vae.py and configs/dcgan.py) is timed pass by pass,
-with XLA compiling as gen_jax's steps do (gen_jax.compiler_options) and, when PyTorch is installed
-(the `bench` extra), with PyTorch on NCHW tensors through autograd, as the course code runs. Every
+DCGAN critic, as the modules build them from configs/vae.py and configs/dcgan.py, is timed pass by
+pass, with XLA compiling as gen_jax's steps do (gen_jax.compiler_options) and, when PyTorch is
+installed (the `bench` extra), with PyTorch on NCHW tensors through autograd, as the course code
+runs. Every
 pass of both takes turns for --rounds rounds, so drift in the machine's speed falls on all alike;
 the report gives medians. The column to read is each side's kernel-gradient time over its forward
 time. Writes report.json and report.md to a new directory under --out.
@@ -32,10 +33,12 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from flax import linen as nn  # noqa: E402
 
 from configs import dcgan, vae  # noqa: E402
 from gen_jax import compiler_options, figures, host_memory, reports  # noqa: E402
-from gen_jax.models import gan  # noqa: E402
+from gen_jax.models.gan import Discriminator  # noqa: E402
+from gen_jax.models.vae import Encoder  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')
@@ -70,26 +73,43 @@ class ConvLayer:
 
   def flops(self, batch: int) -> float:
     """Multiply-adds × 2 of one pass (each pass costs the same)."""
-    return 2.0 * batch * self.output_size ** 2 * self.kernel ** 2 * self.in_features * self.out_features
+    taps = self.kernel ** 2 * self.in_features * self.out_features
+    return 2.0 * batch * self.output_size ** 2 * taps
+
+
+def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvLayer]:
+  """The `nn.Conv` layers that `module` applies to `inputs`, read while it is initialised."""
+  layers = []
+
+  def record(next_call, args, kwargs, context):
+    conv = context.module
+    if isinstance(conv, nn.Conv) and context.method_name == '__call__':
+      x = args[0]
+      kernel = conv.kernel_size[0]
+      stride = conv.strides if isinstance(conv.strides, int) else conv.strides[0]
+      padding = conv.padding if isinstance(conv.padding, str) else tuple(map(tuple, conv.padding))
+      torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
+      layers.append(ConvLayer(model, x.shape[1], x.shape[-1], conv.features, kernel, stride,
+                              padding, torch_padding))
+    return next_call(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
+  return layers
 
 
 def model_layers() -> list[ConvLayer]:
-  """The VAE encoder's 3×3 convolutions (the last with stride 2) and the DCGAN critic's."""
-  layers = []
+  """The convolutions of the VAE encoder and the DCGAN critic, as their configs build them."""
   config = vae.get_config()
-  size, channels = config.data.image_size, config.data.channels
-  features = config.model.conv_features
-  for index, out in enumerate(features):
-    stride = 2 if index == len(features) - 1 else 1
-    layers.append(ConvLayer('vae', size, channels, out, 3, stride, 'SAME', 1))
-    size, channels = size // stride, out
+  images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
+  encoder = Encoder(config.model.conv_features, config.model.hidden_dim, config.model.latent_dim)
+  layers = _recorded_convolutions('vae', encoder, images)
   config = dcgan.get_config()
-  size, channels = config.data.image_size, config.data.channels
-  kernel, padding = gan.KERNEL[0], gan.CONV_PADDING
-  for out in config.model.discriminator.conv_features:
-    layers.append(ConvLayer('dcgan critic', size, channels, out, kernel, 2, padding, padding[0][0]))
-    size, channels = size // 2, out
-  return layers
+  images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
+  critic_config = config.model.discriminator
+  critic = Discriminator(critic_config.conv_features, critic_config.dense_features,
+                         critic_config.batch_norm)
+  return layers + _recorded_convolutions('dcgan critic', critic, images)
 
 
 def jax_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
