@@ -52,7 +52,8 @@ PASSES = ('forward', 'input gradient', 'kernel gradient')
 
 @dataclasses.dataclass(frozen=True)
 class ConvLayer:
-  """One convolution of a model: its input size, channels, window, stride and padding."""
+  """One convolution of a model: its input size, channels, window, stride and padding, and the
+  convolution function the layer calls (the critic's has derivatives of every order)."""
   model: str
   size: int
   in_features: int
@@ -61,6 +62,8 @@ class ConvLayer:
   stride: int
   padding: str | tuple[tuple[int, int], tuple[int, int]]
   torch_padding: int
+  convolve: Callable[..., jax.Array] = dataclasses.field(default=jax.lax.conv_general_dilated,
+                                                        compare=False)
 
   @property
   def name(self) -> str:
@@ -90,7 +93,8 @@ def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvL
       padding = conv.padding if isinstance(conv.padding, str) else tuple(map(tuple, conv.padding))
       torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
       layers.append(ConvLayer(model, x.shape[1], x.shape[-1], conv.features, kernel, stride,
-                              padding, torch_padding))
+                              padding, torch_padding,
+                              conv.conv_general_dilated or jax.lax.conv_general_dilated))
     return next_call(*args, **kwargs)
 
   with nn.intercept_methods(record):
@@ -122,8 +126,8 @@ def jax_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
                                    layer.out_features)), jnp.float32)
 
   def conv(x, w):
-    return jax.lax.conv_general_dilated(x, w, (layer.stride,) * 2, layer.padding,
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return layer.convolve(x, w, (layer.stride,) * 2, layer.padding,
+                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
   functions = {
       'forward': (conv, (x, w)),
