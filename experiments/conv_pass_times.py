@@ -2,14 +2,15 @@
 
   python experiments/conv_pass_times.py [--batch=64] [--rounds=8]
 
-Where the train steps lose to PyTorch on the CPU: each plain convolution of the VAE encoder and the
+Where the train steps lose to PyTorch on the CPU: each plain convolution of the VAE (its encoder's
+convolutions and its decoder's stride-1 transposed ones, which are convolutions too) and of the
 DCGAN critic, as the modules build them from configs/vae.py and configs/dcgan.py, is timed pass by
-pass, with XLA compiling as gen_jax's steps do (gen_jax.compiler_options) and, when PyTorch is
-installed (the `bench` extra), with PyTorch on NCHW tensors through autograd, as the course code
-runs. Every
-pass of both takes turns for --rounds rounds, so drift in the machine's speed falls on all alike;
-the report gives medians. The column to read is each side's kernel-gradient time over its forward
-time. Writes report.json and report.md to a new directory under --out.
+pass three ways: through gen_jax's convolution (gen_jax.nn.convolution, whose narrow layers take
+matrix-product forms), through XLA's own (`lax.conv_general_dilated`), both compiled as gen_jax's
+steps are (gen_jax.compiler_options), and, when PyTorch is installed (the `bench` extra), through
+PyTorch's autograd on NCHW tensors, as the course code runs. Every pass of every side takes turns
+for --rounds rounds, so drift in the machine's speed falls on all alike; the report gives medians.
+Writes report.json and report.md to a new directory under --out.
 
 PyTorch pads symmetrically where Flax's 'SAME' puts a stride-2 layer's extra row on one side only;
 the outputs have the same size and cost the same.
@@ -18,6 +19,7 @@ the outputs have the same size and cost the same.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import statistics
@@ -38,7 +40,9 @@ from flax import linen as nn  # noqa: E402
 from configs import dcgan, vae  # noqa: E402
 from gen_jax import compiler_options, figures, host_memory, reports  # noqa: E402
 from gen_jax.models.gan import Discriminator  # noqa: E402
-from gen_jax.models.vae import Encoder  # noqa: E402
+from gen_jax.models.vae import VAE  # noqa: E402
+from gen_jax.nn import convolution  # noqa: E402
+from gen_jax.nn.conv_transpose import SubPixelConvTranspose  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')
@@ -48,12 +52,12 @@ flags.DEFINE_string('out', 'experiments/results/conv_pass_times',
                     'Report directory (a new one, suffixed -2, -3, ... if it exists).')
 
 PASSES = ('forward', 'input gradient', 'kernel gradient')
+LABELS = {'jax': 'gen_jax', 'xla': 'XLA conv', 'torch': 'PyTorch'}
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvLayer:
-  """One convolution of a model: its input size, channels, window, stride and padding, and the
-  convolution function the layer calls (the critic's has derivatives of every order)."""
+  """One convolution of a model: its input size, channels, window, stride and padding."""
   model: str
   size: int
   in_features: int
@@ -62,8 +66,6 @@ class ConvLayer:
   stride: int
   padding: str | tuple[tuple[int, int], tuple[int, int]]
   torch_padding: int
-  convolve: Callable[..., jax.Array] = dataclasses.field(default=jax.lax.conv_general_dilated,
-                                                        compare=False)
 
   @property
   def name(self) -> str:
@@ -81,20 +83,22 @@ class ConvLayer:
 
 
 def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvLayer]:
-  """The `nn.Conv` layers that `module` applies to `inputs`, read while it is initialised."""
+  """The convolutions that `module` applies to `inputs`, read while it is initialised: its
+  `nn.Conv` layers and its stride-1 transposed ones (a convolution with the kernel flipped)."""
   layers = []
 
   def record(next_call, args, kwargs, context):
-    conv = context.module
-    if isinstance(conv, nn.Conv) and context.method_name == '__call__':
-      x = args[0]
-      kernel = conv.kernel_size[0]
-      stride = conv.strides if isinstance(conv.strides, int) else conv.strides[0]
-      padding = conv.padding if isinstance(conv.padding, str) else tuple(map(tuple, conv.padding))
+    layer, x = context.module, args[0] if args else None
+    if context.method_name == '__call__' and (
+        isinstance(layer, nn.Conv)
+        or isinstance(layer, SubPixelConvTranspose) and layer.strides in (1, (1, 1))):
+      kernel = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+      stride = layer.strides if isinstance(layer.strides, int) else layer.strides[0]
+      padding = layer.padding if isinstance(layer.padding, str) else tuple(map(tuple, layer.padding))
       torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
-      layers.append(ConvLayer(model, x.shape[1], x.shape[-1], conv.features, kernel, stride,
-                              padding, torch_padding,
-                              conv.conv_general_dilated or jax.lax.conv_general_dilated))
+      name = model if isinstance(layer, nn.Conv) else f'{model} transposed'
+      layers.append(ConvLayer(name, x.shape[1], x.shape[-1], layer.features, kernel, stride,
+                              padding, torch_padding))
     return next_call(*args, **kwargs)
 
   with nn.intercept_methods(record):
@@ -103,21 +107,26 @@ def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvL
 
 
 def model_layers() -> list[ConvLayer]:
-  """The convolutions of the VAE encoder and the DCGAN critic, as their configs build them."""
+  """The convolutions of the VAE and the DCGAN critic, as their configs build them."""
   config = vae.get_config()
-  images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
-  encoder = Encoder(config.model.conv_features, config.model.hidden_dim, config.model.latent_dim)
-  layers = _recorded_convolutions('vae', encoder, images)
+  image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+  model = VAE(config.model.conv_features, config.model.hidden_dim, config.model.latent_dim,
+              image_shape)
+  layers = _recorded_convolutions('vae', model, jnp.zeros((1,) + image_shape),
+                                  jax.random.PRNGKey(0))
   config = dcgan.get_config()
   images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
   critic_config = config.model.discriminator
   critic = Discriminator(critic_config.conv_features, critic_config.dense_features,
                          critic_config.batch_norm)
-  return layers + _recorded_convolutions('dcgan critic', critic, images)
+  layers += _recorded_convolutions('dcgan critic', critic, images)
+  unique = {dataclasses.replace(layer, model=''): layer for layer in reversed(layers)}
+  return [layer for layer in layers if layer in unique.values()]   # the first of each shape
 
 
-def jax_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
-  """Compiled JAX passes on random NHWC data, each a no-argument call."""
+def jax_passes(layer: ConvLayer, batch: int,
+               convolve: Callable[..., jax.Array]) -> dict[str, Callable[[], object]]:
+  """Compiled JAX passes through `convolve` on random NHWC data, each a no-argument call."""
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(batch, layer.size, layer.size, layer.in_features)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(layer.kernel, layer.kernel, layer.in_features,
@@ -126,8 +135,8 @@ def jax_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]]:
                                    layer.out_features)), jnp.float32)
 
   def conv(x, w):
-    return layer.convolve(x, w, (layer.stride,) * 2, layer.padding,
-                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return convolve(x, w, (layer.stride,) * 2, layer.padding,
+                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
   functions = {
       'forward': (conv, (x, w)),
@@ -204,8 +213,8 @@ def rows_of(layers: list[ConvLayer], times: dict[tuple, float], batch: int,
         row[f'{side}_ms'] = ms
         row[f'{side}_gflops'] = layer.flops(batch) / ms / 1e6
         row[f'{side}_over_forward'] = ms / times[(side, layer.name, 'forward')]
-      if 'torch' in sides:
-        row['torch_over_jax'] = row['torch_ms'] / row['jax_ms']
+      for side in sides[1:]:
+        row[f'{side}_over_jax'] = row[f'{side}_ms'] / row['jax_ms']
       rows.append(row)
   return rows
 
@@ -213,22 +222,19 @@ def rows_of(layers: list[ConvLayer], times: dict[tuple, float], batch: int,
 def markdown(rows: list[dict], sides: list[str], command: str) -> str:
   header = ['layer', 'pass']
   for side in sides:
-    label = 'JAX' if side == 'jax' else 'PyTorch'
-    header += [f'{label} ms', f'{label} GFLOP/s', f'{label} / its forward']
-  if 'torch' in sides:
-    header.append('PyTorch / JAX time')
+    header += [f'{LABELS[side]} ms', f'{LABELS[side]} GFLOP/s', f'{LABELS[side]} / its forward']
+  header += [f'{LABELS[side]} / {LABELS["jax"]} time' for side in sides[1:]]
   body = []
   for row in rows:
     cells = [row['layer'], row['pass']]
     for side in sides:
       cells += [f"{row[f'{side}_ms']:.2f}", f"{row[f'{side}_gflops']:.0f}",
                 f"{row[f'{side}_over_forward']:.2f}×"]
-    if 'torch' in sides:
-      cells.append(f"{row['torch_over_jax']:.2f}×")
+    cells += [f"{row[f'{side}_over_jax']:.2f}×" for side in sides[1:]]
     body.append(cells)
   missing = '' if 'torch' in sides else (
       '\nPyTorch is not installed (`pip install -e .[bench]`), so only JAX was timed.\n')
-  return (f'# Convolution passes: JAX{" and PyTorch" if "torch" in sides else ""}\n\n'
+  return (f'# Convolution passes: {", ".join(LABELS[side] for side in sides)}\n\n'
           f'{reports.table(header, body)}\nBatch {FLAGS.batch}; medians of {FLAGS.rounds} turns '
           f'of {FLAGS.repeats} calls; jax {jax.__version__}, {len(jax.devices())} device(s).\n'
           f'{missing}\nCommand: `{command}`\n')
@@ -242,8 +248,10 @@ def main(argv):
       raise app.UsageError(f'--{name}={FLAGS[name].value}: must be at least 1')
   host_memory.retain_freed_memory()
   layers = model_layers()
-  sides = ['jax'] + (['torch'] if torch_available() else [])
-  builders = {'jax': jax_passes, 'torch': torch_passes}
+  sides = ['jax', 'xla'] + (['torch'] if torch_available() else [])
+  builders = {'jax': functools.partial(jax_passes, convolve=convolution.conv_general_dilated),
+              'xla': functools.partial(jax_passes, convolve=jax.lax.conv_general_dilated),
+              'torch': torch_passes}
   calls = {}
   for layer in layers:
     for side in sides:

@@ -5,8 +5,9 @@
       --variant='no microbatches;train.microbatches=1'
 
 A variant is a name, then `;`-separated settings: `compiler=default` compiles with XLA's default
-options instead of gen_jax.compiler_options', and `field=value` overrides a config field (the value
-read as a Python literal). Every variant trains from the same initial state on the same batches
+options instead of gen_jax.compiler_options', `convolution=xla` computes every convolution with
+XLA's own instead of gen_jax.nn.narrow_convolution's forms, and `field=value` overrides a config
+field (the value read as a Python literal). Every variant trains from the same initial state on the same batches
 (the MNIST IDX files under --idx_path, or the config's own data). The variants take turns
 in --slice_seconds slices for --rounds rounds, so drift in the machine's speed falls on all of
 them alike: compare them with each other, not with other runs. The README's performance notes and
@@ -17,6 +18,7 @@ and report.md to a new directory under --out.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import pathlib
 import sys
@@ -32,6 +34,7 @@ import jax  # noqa: E402
 
 from gen_jax import data, figures, host_memory, parallel, registry, reports, train  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
+from gen_jax.nn import narrow_convolution  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The config whose train step is timed.')
@@ -46,16 +49,21 @@ flags.DEFINE_string('out', 'experiments/results/step_times',
                     'Report directory (a new one, suffixed -2, -3, ... if it exists).')
 
 
-def parse_variant(spec: str, base) -> tuple[str, bool, object]:
-  """(name, tuned compiler options?, config) of one --variant."""
+def parse_variant(spec: str, base) -> tuple[str, bool, bool, object]:
+  """(name, tuned compiler options?, XLA's own convolutions?, config) of one --variant."""
   name, *settings = [part.strip() for part in spec.split(';')]
-  config, tuned = base.copy_and_resolve_references(), True
+  config, tuned, xla_convolutions = base.copy_and_resolve_references(), True, False
   for setting in settings:
     field, _, value = setting.partition('=')
     if field == 'compiler':
       if value not in ('default', 'project'):
         raise app.UsageError(f'compiler={value!r} in --variant={spec!r}: use default or project')
       tuned = value == 'project'
+      continue
+    if field == 'convolution':
+      if value not in ('xla', 'project'):
+        raise app.UsageError(f'convolution={value!r} in --variant={spec!r}: use xla or project')
+      xla_convolutions = value == 'xla'
       continue
     *path, last = field.split('.')
     node = config
@@ -68,13 +76,13 @@ def parse_variant(spec: str, base) -> tuple[str, bool, object]:
     except (ValueError, SyntaxError):
       node[last] = value
   train.validate(config)
-  return name, tuned, config
+  return name, tuned, xla_convolutions, config
 
 
 class Variant:
   """One variant's compiled step, state and batches."""
 
-  def __init__(self, name: str, tuned: bool, config):
+  def __init__(self, name: str, tuned: bool, xla_convolutions: bool, config):
     self.name, self.seconds, self.steps = name, 0.0, 0
     dataset = data.load(config.data)
     schedule = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
@@ -82,8 +90,9 @@ class Variant:
     mesh = parallel.make_mesh(config.train.num_devices)
     self.batches = [parallel.shard_batch(schedule(i), mesh) for i in range(FLAGS.batches)]
     self.state = parallel.replicate(family.init_state(jax.random.PRNGKey(config.seed)), mesh)
-    self.step = parallel.compile_train_step(family.train_step, mesh, tuned).lower(
-        self.state, self.batches[0]).compile()
+    with narrow_convolution.xla_convolutions() if xla_convolutions else contextlib.nullcontext():
+      self.step = parallel.compile_train_step(family.train_step, mesh, tuned).lower(
+          self.state, self.batches[0]).compile()
     self.run(3)   # warm-up, untimed
 
   def run(self, steps: int) -> None:

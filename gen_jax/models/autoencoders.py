@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gen_jax.nn import convolution
 from gen_jax.nn.conv_transpose import SubPixelConvTranspose
 
 CODE_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -72,7 +73,8 @@ class ConvEncoder(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     h = x
     for features in self.conv_features:
-      h = nn.relu(nn.Conv(features, (3, 3), strides=2, padding='SAME')(h))
+      h = nn.relu(nn.Conv(features, (3, 3), strides=2, padding='SAME',
+                          conv_general_dilated=convolution.conv_general_dilated)(h))
     return nn.Dense(self.code_dim, name='code')(_flatten(h))
 
 

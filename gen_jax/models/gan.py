@@ -5,8 +5,8 @@ fully connected GAN: z → 512 → 512 → 784) or a dense layer to a small feat
 stride-2 4×4 transposed convolutions (DCGAN: z → 128×7×7 → 64×14×14 → 1×28×28).
 Discriminator: stride-2 4×4 convolutions with LeakyReLU(0.2) (BatchNorm from the second on), then
 dense blocks with LeakyReLU, then one score; with no convolutions it is a fully connected critic.
-Its convolutions come from `gen_jax.nn.conv_derivatives`, whose second derivatives (WGAN-GP's
-penalty) XLA's CPU backend runs fast.
+Its convolutions are `gen_jax.nn.convolution`'s, whose second derivatives (WGAN-GP's penalty) XLA's
+CPU backend runs fast.
 
 A conditional model gets one-hot class labels: concatenated to z in the generator, and to the
 discriminator's input (as constant feature maps for a convolutional one).
@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gen_jax.nn import conv_derivatives
+from gen_jax.nn import convolution
 from gen_jax.nn.conv_transpose import SubPixelConvTranspose
 
 LEAKY_SLOPE = 0.2
@@ -111,7 +111,7 @@ class Discriminator(nn.Module):
       for index, features in enumerate(self.conv_features):
         normalised = self.batch_norm and index > 0
         x = nn.Conv(features, KERNEL, strides=2, padding=CONV_PADDING, use_bias=not normalised,
-                    conv_general_dilated=conv_derivatives.conv_general_dilated)(x)
+                    conv_general_dilated=convolution.conv_general_dilated)(x)
         if normalised:
           x = _batch_norm(train, self.axis_name)(x)
         x = nn.leaky_relu(x, LEAKY_SLOPE)

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 
 from gen_jax.distributions import reparameterize
+from gen_jax.nn import convolution
 from gen_jax.nn.conv_transpose import SubPixelConvTranspose
 
 
@@ -24,7 +25,8 @@ class Encoder(nn.Module):
     chex.assert_rank(x, 4)
     for index, features in enumerate(self.conv_features):
       stride = 2 if index == len(self.conv_features) - 1 else 1
-      x = nn.relu(nn.Conv(features, (3, 3), strides=stride, padding='SAME')(x))
+      x = nn.relu(nn.Conv(features, (3, 3), strides=stride, padding='SAME',
+                         conv_general_dilated=convolution.conv_general_dilated)(x))
     x = nn.relu(nn.Dense(self.hidden_dim)(x.reshape(x.shape[0], -1)))
     mean = nn.Dense(self.latent_dim, name='mean')(x)
     logvar = nn.Dense(self.latent_dim, name='logvar')(x)

@@ -28,7 +28,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+
+from gen_jax.nn import convolution
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -107,8 +108,8 @@ def _convolve(x: jnp.ndarray, kernel: jnp.ndarray, pads_h: tuple[int, int],
   rows = slice(max(-pads_h[0], 0), x.shape[1] - max(-pads_h[1], 0))
   columns = slice(max(-pads_w[0], 0), x.shape[2] - max(-pads_w[1], 0))
   padding = tuple((max(low, 0), max(high, 0)) for low, high in (pads_h, pads_w))
-  return lax.conv_general_dilated(x[:, rows, columns], kernel, (1, 1), padding,
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return convolution.conv_general_dilated(x[:, rows, columns], kernel, (1, 1), padding,
+                                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def _phase_output(inputs: jnp.ndarray, kernel: jnp.ndarray, plan_h: _PhasePlan,

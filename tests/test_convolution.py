@@ -1,4 +1,4 @@
-"""conv_derivatives.conv_general_dilated: lax's convolution, with derivatives of every order."""
+"""convolution.conv_general_dilated: lax's convolution, with derivatives of every order."""
 
 import re
 
@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gen_jax.nn import conv_derivatives
+from gen_jax.nn import convolution
 
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 CASES = [  # input shape, kernel shape, strides, padding, rhs dilation
-    ((3, 9, 9, 2), (3, 3, 2, 4), (1, 1), 'SAME', None),
+    ((3, 9, 9, 2), (3, 3, 2, 4), (1, 1), 'SAME', None),               # narrow: in a fast form
+    ((3, 9, 9, 1), (3, 3, 1, 6), (1, 1), 'SAME', None),
     ((3, 14, 14, 4), (4, 4, 4, 6), (2, 2), ((1, 1), (1, 1)), None),   # the critic's layers
     ((2, 15, 13, 3), (3, 3, 3, 5), (2, 2), ((1, 1), (0, 1)), None),   # uneven sizes and borders
     ((2, 11, 11, 2), (3, 3, 2, 3), (1, 2), 'VALID', (2, 2)),
@@ -21,7 +22,7 @@ CASES = [  # input shape, kernel shape, strides, padding, rhs dilation
 
 def _convolutions(strides, padding, rhs_dilation):
   def ours(x, w):
-    return conv_derivatives.conv_general_dilated(x, w, strides, padding, rhs_dilation=rhs_dilation,
+    return convolution.conv_general_dilated(x, w, strides, padding, rhs_dilation=rhs_dilation,
                                                  dimension_numbers=DIMENSIONS)
 
   def reference(x, w):
@@ -35,7 +36,7 @@ def _derivatives(conv):
   loss = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
   input_gradient = jax.grad(loss)
   penalty = lambda x, w: jnp.sum(jnp.square(input_gradient(x, w)))
-  third = lambda x, w: jnp.sum(jnp.cos(jax.grad(penalty, argnums=1)(x, w)))
+  third = lambda x, w: jnp.sum(jnp.square(jax.grad(penalty, argnums=1)(x, w)))
   return lambda x, w: (conv(x, w), jax.grad(loss, argnums=(0, 1))(x, w),
                        jax.grad(penalty, argnums=(0, 1))(x, w), jax.grad(third, argnums=(0, 1))(x, w))
 
@@ -51,6 +52,18 @@ def test_values_and_derivatives_of_every_order_match_lax(x_shape, w_shape, strid
   for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
     # float32 sums in another order: compared at the scale of each array
     chex.assert_trees_all_close(got, want, atol=1e-5 * float(jnp.max(jnp.abs(want))), rtol=1e-4)
+
+
+@pytest.mark.parametrize('x_shape,w_shape,strides,padding,rhs_dilation', [
+    ((3, 9, 9, 6), (3, 3, 6, 8), (1, 1), 'SAME', None),
+    ((3, 14, 14, 8), (4, 4, 8, 6), (2, 2), ((1, 1), (1, 1)), None),
+    ((2, 11, 11, 2), (3, 3, 2, 3), (1, 2), 'VALID', (2, 2)),           # dilated: never rewritten
+])
+def test_first_derivatives_of_wide_layers_are_lax_ops(x_shape, w_shape, strides, padding,
+                                                       rhs_dilation):
+  x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
+  w = 0.3 * jax.random.normal(jax.random.PRNGKey(1), w_shape)
+  ours, reference = _convolutions(strides, padding, rhs_dilation)
   first_order = lambda conv: jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.tanh(conv(x, w))),
                                               argnums=(0, 1)))(x, w)
   chex.assert_trees_all_equal(first_order(ours), first_order(reference))   # the same ops
@@ -75,6 +88,6 @@ def test_second_derivatives_need_no_reversed_window():
 
 def test_preferred_element_type_is_refused_by_name():
   with pytest.raises(ValueError, match='preferred_element_type'):
-    conv_derivatives.conv_general_dilated(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), (1, 1),
+    convolution.conv_general_dilated(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), (1, 1),
                                           'SAME', dimension_numbers=DIMENSIONS,
                                           preferred_element_type=jnp.float32)

@@ -1,18 +1,23 @@
-"""A convolution whose derivatives of every order are first-order convolution gradients.
+"""gen_jax's convolution: lax's, with derivatives of every order, each map in its fastest form.
 
-WGAN-GP's gradient penalty differentiates the critic's input gradient with respect to its
-weights: a second derivative of each convolution. Through JAX's own rules that is the kernel
-gradient of an input-gradient convolution, which carries a reversed window; XLA's CPU backend
-cannot hand such a convolution to its fast libraries and runs it through its generic loop emitter
-(a 4×4 64→128 layer on a 64×14×14 batch: 145 ms, against 2 ms for the same layer's forward and
-backward pass). The WGAN-GP step took about a second.
+Every convolution of the models goes through `conv_general_dilated`, which takes
+`lax.conv_general_dilated`'s arguments (so it can be given to
+`flax.linen.Conv(conv_general_dilated=...)`). It serves two ends.
 
-Here the three linear maps of a convolution — the convolution itself, its input gradient and its
-kernel gradient — are each a `jax.custom_vjp` whose derivatives are expressed through the same
-three maps. Their values are JAX's own first-order rules, so a first derivative is exactly what
-`lax.conv_general_dilated` gives, and a derivative of any order stays among convolutions XLA runs
-well. `conv_general_dilated` takes `lax.conv_general_dilated`'s arguments, so it can be given to
-`flax.linen.Conv(conv_general_dilated=...)`.
+Derivatives of every order. WGAN-GP's gradient penalty differentiates the critic's input gradient
+with respect to its weights: a second derivative of each convolution. Through JAX's own rules that
+is the kernel gradient of an input-gradient convolution, which carries a reversed window; XLA's CPU
+backend cannot hand such a convolution to its fast libraries and runs it through its generic loop
+emitter (a 4×4 64→128 layer on a 64×14×14 batch: 145 ms, against 2 ms for the same layer's forward
+and backward pass). The WGAN-GP step took about a second. Here the three linear maps of a
+convolution — the convolution itself, its input gradient and its kernel gradient — are each a
+`jax.custom_vjp` whose derivatives are expressed through the same three maps, so a derivative of
+any order stays among convolutions XLA runs well.
+
+Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
+one input feature or few output features (a model's first and last layers) is computed in an exact
+matrix-product form (`gen_jax.nn.narrow_convolution`). Wider maps are exactly lax's, and a first
+derivative of such a layer is bit-identical to `lax.conv_general_dilated`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 
 import jax
 from jax import lax
+
+from gen_jax.nn import narrow_convolution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +47,24 @@ class _Layout:
   rhs_shape: tuple[int, ...]
   dtype: Any
 
+  @functools.cached_property
+  def _geometry(self) -> narrow_convolution.Geometry | None:
+    return narrow_convolution.geometry(
+        self.lhs_shape, self.rhs_shape, self.window_strides, self.padding, self.lhs_dilation,
+        self.rhs_dilation, self.dimension_numbers, self.feature_group_count,
+        self.batch_group_count, self.precision)
+
   def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """The convolution, in a narrow form where one computes it faster."""
+    form = narrow_convolution.forward_form(self._geometry, self.rhs_shape)
+    return form(lhs, rhs) if form else self.apply_lax(lhs, rhs)
+
+  def transposable(self, rhs: jax.Array):
+    """lhs ↦ the convolution, in the form whose transpose computes the input gradient fastest."""
+    form = narrow_convolution.input_gradient_form(self._geometry, self.rhs_shape)
+    return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
+
+  def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(
         lhs, rhs, self.window_strides, self.padding, self.lhs_dilation, self.rhs_dilation,
         self.dimension_numbers, self.feature_group_count, self.batch_group_count,
@@ -58,14 +82,14 @@ def _convolve(layout: _Layout, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its input, for an output cotangent."""
-  _, pull_back = jax.vjp(lambda lhs: layout.apply(lhs, rhs), layout.zeros(layout.lhs_shape))
+  _, pull_back = jax.vjp(layout.transposable(rhs), layout.zeros(layout.lhs_shape))
   return pull_back(cotangent)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its kernel, for an output cotangent."""
-  _, pull_back = jax.vjp(lambda rhs: layout.apply(lhs, rhs), layout.zeros(layout.rhs_shape))
+  _, pull_back = jax.vjp(lambda rhs: layout.apply_lax(lhs, rhs), layout.zeros(layout.rhs_shape))
   return pull_back(cotangent)[0]
 
 

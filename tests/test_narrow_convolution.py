@@ -1,0 +1,98 @@
+"""narrow_convolution: exact matrix-product forms of convolutions with a narrow side."""
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+
+from gen_jax.nn import convolution, narrow_convolution
+
+DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _geometry(x_shape, w_shape, strides=(1, 1), padding='SAME', dimensions=DIMENSIONS,
+              rhs_dilation=None, groups=1):
+  return narrow_convolution.geometry(x_shape, w_shape, strides, padding, None, rhs_dilation,
+                                     dimensions, groups, 1, None)
+
+
+@pytest.mark.parametrize('features_in,features_out,forward,input_gradient', [
+    (1, 32, 'patches', 'taps'),      # a 1-channel image into a first layer
+    (32, 1, 'taps', 'patches'),      # an output layer to one channel
+    (64, 4, 'taps', None),           # the DCGAN generator's output phases
+    (4, 32, None, 'taps'),           # the input gradient is a 32→4 map
+    (6, 8, None, None),
+])
+def test_each_map_takes_the_form_its_own_width_wants(features_in, features_out, forward,
+                                                     input_gradient):
+  """The input gradient's form is named by the structure of its transpose (see the module)."""
+  w_shape = (3, 3, features_in, features_out)
+  geometry = _geometry((2, 8, 8, features_in), w_shape)
+  transposed = {'taps': 'patches', 'patches': 'taps', None: None}
+  names = {narrow_convolution.patches_form: 'patches', narrow_convolution.taps_form: 'taps'}
+
+  def form_name(form):
+    if form is None:
+      return None
+    return next(name for maker, name in names.items()
+                if form.__qualname__.startswith(maker.__name__))
+  assert form_name(narrow_convolution.forward_form(geometry, w_shape)) == forward
+  assert transposed[form_name(narrow_convolution.input_gradient_form(geometry, w_shape))] == (
+      input_gradient)
+
+
+@pytest.mark.parametrize('change', [
+    {'dimensions': ('NCHW', 'OIHW', 'NCHW')}, {'rhs_dilation': (2, 2)}, {'groups': 2}])
+def test_layouts_other_than_plain_nhwc_are_left_to_lax(change):
+  assert _geometry((2, 8, 8, 2), (3, 3, 1, 4), **change) is None
+
+
+def test_no_form_off_the_cpu(monkeypatch):
+  w_shape = (3, 3, 1, 32)
+  geometry = _geometry((2, 8, 8, 1), w_shape)
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert narrow_convolution.forward_form(geometry, w_shape) is None
+  assert narrow_convolution.input_gradient_form(geometry, w_shape) is None
+
+
+@pytest.mark.parametrize('x_shape,w_shape,strides,padding', [
+    ((3, 9, 9, 1), (3, 3, 1, 5), (1, 1), 'SAME'),
+    ((3, 9, 9, 6), (3, 3, 6, 1), (1, 1), 'SAME'),
+    ((2, 15, 13, 1), (4, 4, 1, 6), (2, 2), ((1, 1), (0, 1))),          # the critic's first layer
+    ((2, 15, 13, 5), (3, 3, 5, 3), (2, 2), ((1, 2), (0, 1))),
+    ((2, 11, 11, 1), (3, 3, 1, 2), (2, 1), 'VALID'),
+    ((2, 8, 8, 7), (2, 3, 7, 4), (1, 1), ((0, 0), (1, -1))),           # a negative border
+])
+def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
+  x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
+  w = jax.random.normal(jax.random.PRNGKey(1), w_shape)
+
+  def outputs(conv):
+    y, pull_back = jax.vjp(lambda x, w: conv(x, w, strides, padding,
+                                             dimension_numbers=DIMENSIONS), x, w)
+    cotangent = jax.random.normal(jax.random.PRNGKey(2), y.shape)
+    return (y,) + pull_back(cotangent)
+  ours = jax.jit(lambda x, w: outputs(convolution.conv_general_dilated))(x, w)
+  expected = outputs(lax.conv_general_dilated)
+  chex.assert_trees_all_equal_shapes(ours, expected)
+  chex.assert_trees_all_close(ours, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradient():
+  x = jnp.ones((4, 12, 12, 1))
+  w = jnp.ones((3, 3, 1, 16))
+
+  def loss(x, w):
+    y = convolution.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=DIMENSIONS)
+    return jnp.sum(jnp.tanh(y))
+
+  def convolutions(function):
+    return len(re.findall(r'= f32\[[0-9,]*\][^ ]* convolution\(',
+                          jax.jit(function).lower(x, w).compile().as_text()))
+  assert convolutions(loss) == 0
+  assert convolutions(jax.grad(loss, argnums=1)) == 1   # the kernel gradient only
+  with narrow_convolution.xla_convolutions():   # for comparisons: XLA's own, while tracing
+    assert convolutions(lambda x, w: loss(x, w)) == 1   # a new function: jit caches traces
