@@ -1,24 +1,25 @@
 """Convolutions with one input feature or few output features, in forms XLA's CPU backend runs fast.
 
 XLA's CPU convolutions are slow when one side of the map is narrow: a 1-channel image into 32
-features ran at a fifth of PyTorch's speed, and a 32→1 output layer took longer than its kernel
-gradient. Two exact rewrites of such a map are matrix products plus cheap data movement:
+features ran at a quarter of PyTorch's speed, and a 32→1 output layer's forward pass took as long
+as its kernel gradient. Three exact rewrites of such maps are elementwise loops and matrix products:
 
-- patches: the input's k×k windows side by side in the channel axis (k·k·1 floats a pixel for a
-  1-channel input), times the kernel as a (k·k·in, out) matrix. For maps with one input feature.
-- taps: every input pixel times the kernel as an (in, k·k·out) matrix, then each tap's product
-  shifted to the output pixel it feeds and summed. For maps with few output features, where the
-  product is no wider than k·k·out.
+- broadcast: for maps from one feature, the sum over the k×k taps of the input's shifted window
+  times the tap's row of output features; XLA fuses it into one elementwise loop.
+- taps: for maps to few features, every input pixel times the kernel as an (in, k·k·out) matrix,
+  then each tap's product shifted to the output pixel it feeds and summed.
+- patches: the input's k×k windows side by side in the channel axis, times the kernel as a
+  (k·k·in, out) matrix. Used for its transpose, which has the taps structure.
 
-Each map is rewritten by its own shape: a layer's forward map goes from its input to its output
-features, and its input gradient the other way, so a 32→1 layer computes its forward pass in taps
-form and its input gradient (a 1→32 map) in patches form, as the transpose of the taps form.
-Measured on 2 cores at batch 64 (ms, XLA's convolution → this form): 1→32 3×3 forward 3.1 → 1.6;
-32→1 3×3 forward 2.7 → 1.7 and input gradient 2.5 → 1.7; 4→32 3×3 input gradient 8.7 → 1.9; the
-DCGAN critic's 1→64 4×4 stride-2 forward 1.5 → 1.0. Wider maps, and every kernel gradient, stay
-XLA's own convolutions, which were as fast or faster. Only the CPU gets these forms, and
-`xla_convolutions()` turns them off while a step is traced, for comparisons
-(`experiments/step_times.py --variant='name;convolution=xla'`).
+Each map is rewritten by its own shape. A layer's forward pass maps its input features to its
+output features, and its input gradient maps them back, computed as the transpose (vjp) of the
+form whose transpose suits that map: a 32→1 output layer runs its forward pass in taps form and its
+input gradient (a map from one feature) as the taps form's transpose, while a 1→32 first layer
+runs its forward pass in broadcast form and its input gradient as the patches form's transpose.
+Wider maps, and every kernel gradient, stay XLA's own convolutions, which measured as fast or
+faster. Only the CPU gets these forms; `xla_convolutions()` turns them off while a step is traced,
+for comparisons (`experiments/step_times.py --variant='name;convolution=xla'`), and
+`experiments/conv_pass_times.py` times each pass of the models' layers both ways.
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# A map with at most this many output features is computed in taps form; one with a single input
-# feature (and more outputs) in patches form.
+# Maps to at most this many features are computed in taps form (or as the patches form's transpose).
 MAX_TAPS_OUTPUT_FEATURES = 4
-PATCHES_INPUT_FEATURES = 1
 
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ('NHWC', 'HWIO', 'NHWC'))
 
@@ -86,6 +85,17 @@ def geometry(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation, rhs_di
   return Geometry(tuple(int(s) for s in window_strides), pads, out_size)
 
 
+def broadcast_form(geometry_: Geometry) -> Form:
+  """y = Σ over taps of the 1-channel x's window times that tap's row of out features: one fused
+  elementwise loop, for maps with one input feature."""
+  def convolve(x, kernel):
+    kh, kw = kernel.shape[:2]
+    padded = geometry_.pad(x, (kh, kw))
+    return sum(geometry_.window_slice(padded, i, j) * kernel[i, j, 0]
+               for i in range(kh) for j in range(kw))
+  return convolve
+
+
 def patches_form(geometry_: Geometry) -> Form:
   """y = windows of x (side by side in the channel axis) @ kernel as a (k·k·in, out) matrix."""
   def convolve(x, kernel):
@@ -106,15 +116,6 @@ def taps_form(geometry_: Geometry) -> Form:
     return sum(geometry_.window_slice(products, i, j)[:, :, :, i, j]
                for i in range(kh) for j in range(kw))
   return convolve
-
-
-def _structure(features_in: int, features_out: int) -> str | None:
-  """The form a linear map of this width runs fastest in: 'taps', 'patches' or None (XLA's)."""
-  if features_out <= MAX_TAPS_OUTPUT_FEATURES:
-    return 'taps'
-  if features_in <= PATCHES_INPUT_FEATURES:
-    return 'patches'
-  return None
 
 
 _switch = threading.local()
@@ -140,18 +141,26 @@ def forward_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   """The form of the convolution x ↦ y, or None for XLA's own."""
   if geometry_ is None or not _on_cpu():
     return None
-  structure = _structure(rhs_shape[2], rhs_shape[3])
-  return {'taps': taps_form, 'patches': patches_form}[structure](geometry_) if structure else None
+  features_in, features_out = rhs_shape[2:]
+  if features_out <= MAX_TAPS_OUTPUT_FEATURES:
+    return taps_form(geometry_)
+  if features_in == 1:
+    return broadcast_form(geometry_)
+  return None
 
 
 def input_gradient_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   """The form whose transpose (vjp) computes the input gradient ȳ ↦ x̄, or None for XLA's own.
 
-  The transpose of the patches form has the taps structure and the other way round, so the input
-  gradient, a map from the output's features to the input's, takes the form whose transpose has
-  the structure its own width wants.
+  The transpose of the patches form has the taps structure, and the other way round: a layer with
+  few input features gets its input gradient (a map to few features) as the patches form's
+  transpose, and a layer with one output feature (a map from one feature) as the taps form's.
   """
   if geometry_ is None or not _on_cpu():
     return None
-  structure = _structure(rhs_shape[3], rhs_shape[2])
-  return {'taps': patches_form, 'patches': taps_form}[structure](geometry_) if structure else None
+  features_in, features_out = rhs_shape[2:]
+  if features_in <= MAX_TAPS_OUTPUT_FEATURES:
+    return patches_form(geometry_)
+  if features_out == 1:
+    return taps_form(geometry_)
+  return None
