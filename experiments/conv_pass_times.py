@@ -188,12 +188,19 @@ def torch_available() -> bool:
 
 def time_in_turns(calls: dict[tuple, Callable[[], object]], rounds: int,
                   repeats: int) -> dict[tuple, float]:
-  """Median milliseconds per call of each, over `rounds` turns of `repeats` calls."""
+  """Median milliseconds per call of each, over `rounds` turns of `repeats` calls.
+
+  The order of the turns is shuffled in every round: a call that follows PyTorch's runs while
+  PyTorch's threads still spin waiting for work, which a fixed order would charge to one pass.
+  """
   samples: dict[tuple, list[float]] = {key: [] for key in calls}
   for call in calls.values():
     call()   # warm-up
+  order = np.random.default_rng(0)
+  keys = list(calls)
   for round_index in range(rounds):
-    for key, call in calls.items():
+    for index in order.permutation(len(keys)):
+      key, call = keys[index], calls[keys[index]]
       started = time.perf_counter()
       for _ in range(repeats):
         call()

@@ -6,7 +6,7 @@
 
 A variant is a name, then `;`-separated settings: `compiler=default` compiles with XLA's default
 options instead of gen_jax.compiler_options', `convolution=xla` computes every convolution with
-XLA's own instead of gen_jax.nn.narrow_convolution's forms, and `field=value` overrides a config
+XLA's own instead of gen_jax.nn.conv_forms's forms, and `field=value` overrides a config
 field (the value read as a Python literal). Every variant trains from the same initial state on the same batches
 (the MNIST IDX files under --idx_path, or the config's own data). The variants take turns
 in --slice_seconds slices for --rounds rounds, so drift in the machine's speed falls on all of
@@ -34,7 +34,7 @@ import jax  # noqa: E402
 
 from gen_jax import data, figures, host_memory, parallel, registry, reports, train  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
-from gen_jax.nn import narrow_convolution  # noqa: E402
+from gen_jax.nn import conv_forms  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The config whose train step is timed.')
@@ -90,7 +90,7 @@ class Variant:
     mesh = parallel.make_mesh(config.train.num_devices)
     self.batches = [parallel.shard_batch(schedule(i), mesh) for i in range(FLAGS.batches)]
     self.state = parallel.replicate(family.init_state(jax.random.PRNGKey(config.seed)), mesh)
-    with narrow_convolution.xla_convolutions() if xla_convolutions else contextlib.nullcontext():
+    with conv_forms.xla_convolutions() if xla_convolutions else contextlib.nullcontext():
       self.step = parallel.compile_train_step(family.train_step, mesh, tuned).lower(
           self.state, self.batches[0]).compile()
     self.run(3)   # warm-up, untimed

@@ -15,9 +15,10 @@ convolution — the convolution itself, its input gradient and its kernel gradie
 any order stays among convolutions XLA runs well.
 
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
-one input feature or few output features (a model's first and last layers) is computed in an exact
-matrix-product form (`gen_jax.nn.narrow_convolution`). Wider maps are exactly lax's, and a first
-derivative of such a layer is bit-identical to `lax.conv_general_dilated`'s.
+one input feature or few output features (a model's first and last layers), and a strided layer's
+input gradient, are computed in exact forms that XLA runs faster (`gen_jax.nn.conv_forms`). The
+maps of other layers are lax's own, and their first derivatives are bit-identical to
+`lax.conv_general_dilated`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import jax
 from jax import lax
 
-from gen_jax.nn import narrow_convolution
+from gen_jax.nn import conv_forms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,20 +49,20 @@ class _Layout:
   dtype: Any
 
   @functools.cached_property
-  def _geometry(self) -> narrow_convolution.Geometry | None:
-    return narrow_convolution.geometry(
+  def _geometry(self) -> conv_forms.Geometry | None:
+    return conv_forms.geometry(
         self.lhs_shape, self.rhs_shape, self.window_strides, self.padding, self.lhs_dilation,
         self.rhs_dilation, self.dimension_numbers, self.feature_group_count,
         self.batch_group_count, self.precision)
 
   def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     """The convolution, in a narrow form where one computes it faster."""
-    form = narrow_convolution.forward_form(self._geometry, self.rhs_shape)
+    form = conv_forms.forward_form(self._geometry, self.rhs_shape)
     return form(lhs, rhs) if form else self.apply_lax(lhs, rhs)
 
   def transposable(self, rhs: jax.Array):
     """lhs ↦ the convolution, in the form whose transpose computes the input gradient fastest."""
-    form = narrow_convolution.input_gradient_form(self._geometry, self.rhs_shape)
+    form = conv_forms.input_gradient_form(self._geometry, self.rhs_shape)
     return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
 
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:

@@ -1,8 +1,10 @@
-"""Convolutions with one input feature or few output features, in forms XLA's CPU backend runs fast.
+"""Exact rewrites of convolutions that XLA's CPU backend computes slowly.
 
-XLA's CPU convolutions are slow when one side of the map is narrow: a 1-channel image into 32
+XLA's CPU convolutions are slow when one side of the map is narrow (a 1-channel image into 32
 features ran at a quarter of PyTorch's speed, and a 32→1 output layer's forward pass took as long
-as its kernel gradient. Three exact rewrites of such maps are elementwise loops and matrix products:
+as its kernel gradient), and a strided convolution's input gradient, which XLA computes by
+convolving the zero-dilated output gradient, took twice its forward pass. These forms compute the
+same maps as elementwise loops, matrix products and stride-1 convolutions:
 
 - broadcast: for maps from one feature, the sum over the k×k taps of the input's shifted window
   times the tap's row of output features; XLA fuses it into one elementwise loop.
@@ -10,13 +12,16 @@ as its kernel gradient. Three exact rewrites of such maps are elementwise loops 
   then each tap's product shifted to the output pixel it feeds and summed.
 - patches: the input's k×k windows side by side in the channel axis, times the kernel as a
   (k·k·in, out) matrix. Used for its transpose, which has the taps structure.
+- phases: a stride-s convolution as the sum of s×s stride-1 convolutions, one per input phase
+  with that phase's taps. Used for its transpose: stride-1 input gradients whose results
+  interleave (the sub-pixel form of `gen_jax.nn.conv_transpose`).
 
 Each map is rewritten by its own shape. A layer's forward pass maps its input features to its
 output features, and its input gradient maps them back, computed as the transpose (vjp) of the
 form whose transpose suits that map: a 32→1 output layer runs its forward pass in taps form and its
 input gradient (a map from one feature) as the taps form's transpose, while a 1→32 first layer
 runs its forward pass in broadcast form and its input gradient as the patches form's transpose.
-Wider maps, and every kernel gradient, stay XLA's own convolutions, which measured as fast or
+Other maps, and every kernel gradient, stay XLA's own convolutions, which measured as fast or
 faster. Only the CPU gets these forms; `xla_convolutions()` turns them off while a step is traced,
 for comparisons (`experiments/step_times.py --variant='name;convolution=xla'`), and
 `experiments/conv_pass_times.py` times each pass of the models' layers both ways.
@@ -118,6 +123,17 @@ def taps_form(geometry_: Geometry) -> Form:
   return convolve
 
 
+def phases_form(geometry_: Geometry) -> Form:
+  """y = Σ over the s×s input phases of a stride-1 convolution of the phase with its own taps."""
+  def convolve(x, kernel):
+    (kh, kw), (sh, sw) = kernel.shape[:2], geometry_.strides
+    padded = geometry_.pad(x, (kh, kw))
+    return sum(lax.conv_general_dilated(padded[:, rh::sh, rw::sw], kernel[rh::sh, rw::sw], (1, 1),
+                                        'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+               for rh in range(min(sh, kh)) for rw in range(min(sw, kw)))
+  return convolve
+
+
 _switch = threading.local()
 
 
@@ -155,6 +171,7 @@ def input_gradient_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   The transpose of the patches form has the taps structure, and the other way round: a layer with
   few input features gets its input gradient (a map to few features) as the patches form's
   transpose, and a layer with one output feature (a map from one feature) as the taps form's.
+  Other strided layers get theirs as stride-1 convolutions, the phases form's transpose.
   """
   if geometry_ is None or not _on_cpu():
     return None
@@ -163,4 +180,6 @@ def input_gradient_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
     return patches_form(geometry_)
   if features_out == 1:
     return taps_form(geometry_)
+  if max(geometry_.strides) > 1:
+    return phases_form(geometry_)
   return None

@@ -1,4 +1,4 @@
-"""narrow_convolution: exact matrix-product forms of convolutions with a narrow side."""
+"""conv_forms: exact rewrites of the convolutions XLA's CPU backend computes slowly."""
 
 import re
 
@@ -8,33 +8,35 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gen_jax.nn import convolution, narrow_convolution
+from gen_jax.nn import convolution, conv_forms
 
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
 
 def _geometry(x_shape, w_shape, strides=(1, 1), padding='SAME', dimensions=DIMENSIONS,
               rhs_dilation=None, groups=1):
-  return narrow_convolution.geometry(x_shape, w_shape, strides, padding, None, rhs_dilation,
+  return conv_forms.geometry(x_shape, w_shape, strides, padding, None, rhs_dilation,
                                      dimensions, groups, 1, None)
 
 
-@pytest.mark.parametrize('features_in,features_out,forward,transposed_for_input_gradient', [
-    (1, 32, 'broadcast', 'patches'),   # a 1-channel image into a first layer
-    (32, 1, 'taps', 'taps'),           # an output layer to one channel
-    (64, 4, 'taps', None),             # the DCGAN generator's output phases
-    (4, 32, None, 'patches'),          # the input gradient is a 32→4 map
-    (6, 8, None, None),
+@pytest.mark.parametrize('features_in,features_out,strides,forward,transposed_for_input_gradient', [
+    (1, 32, (1, 1), 'broadcast', 'patches'),   # a 1-channel image into a first layer
+    (1, 64, (2, 2), 'broadcast', 'patches'),   # the DCGAN critic's first layer
+    (32, 1, (1, 1), 'taps', 'taps'),           # an output layer to one channel
+    (64, 4, (1, 1), 'taps', None),             # the DCGAN generator's output phases
+    (4, 32, (1, 1), None, 'patches'),          # the input gradient is a 32→4 map
+    (32, 64, (2, 2), None, 'phases'),          # a wide strided layer
+    (6, 8, (1, 1), None, None),
 ])
-def test_each_map_takes_the_form_its_own_width_wants(features_in, features_out, forward,
-                                                     transposed_for_input_gradient):
+def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, strides, forward,
+                                                 transposed_for_input_gradient):
   w_shape = (3, 3, features_in, features_out)
-  geometry = _geometry((2, 8, 8, features_in), w_shape)
+  geometry = _geometry((2, 8, 8, features_in), w_shape, strides)
 
   def form_name(form):   # each form is a closure named after the function that builds it
     return form and form.__qualname__.split('_form')[0]
-  assert form_name(narrow_convolution.forward_form(geometry, w_shape)) == forward
-  assert form_name(narrow_convolution.input_gradient_form(geometry, w_shape)) == (
+  assert form_name(conv_forms.forward_form(geometry, w_shape)) == forward
+  assert form_name(conv_forms.input_gradient_form(geometry, w_shape)) == (
       transposed_for_input_gradient)
 
 
@@ -48,8 +50,8 @@ def test_no_form_off_the_cpu(monkeypatch):
   w_shape = (3, 3, 1, 32)
   geometry = _geometry((2, 8, 8, 1), w_shape)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert narrow_convolution.forward_form(geometry, w_shape) is None
-  assert narrow_convolution.input_gradient_form(geometry, w_shape) is None
+  assert conv_forms.forward_form(geometry, w_shape) is None
+  assert conv_forms.input_gradient_form(geometry, w_shape) is None
 
 
 @pytest.mark.parametrize('x_shape,w_shape,strides,padding', [
@@ -59,6 +61,10 @@ def test_no_form_off_the_cpu(monkeypatch):
     ((2, 15, 13, 5), (3, 3, 5, 3), (2, 2), ((1, 2), (0, 1))),
     ((2, 11, 11, 1), (3, 3, 1, 2), (2, 1), 'VALID'),
     ((2, 8, 8, 7), (2, 3, 7, 4), (1, 1), ((0, 0), (1, -1))),           # a negative border
+    ((2, 15, 13, 6), (3, 3, 6, 8), (2, 2), 'SAME'),                   # wide and strided
+    ((2, 14, 14, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 1))),
+    ((2, 11, 10, 6), (3, 2, 6, 8), (3, 1), ((2, 0), (1, 1))),
+    ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # a kernel smaller than the stride
 ])
 def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
@@ -88,5 +94,5 @@ def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradien
                           jax.jit(function).lower(x, w).compile().as_text()))
   assert convolutions(loss) == 0
   assert convolutions(jax.grad(loss, argnums=1)) == 1   # the kernel gradient only
-  with narrow_convolution.xla_convolutions():   # for comparisons: XLA's own, while tracing
+  with conv_forms.xla_convolutions():   # for comparisons: XLA's own, while tracing
     assert convolutions(lambda x, w: loss(x, w)) == 1   # a new function: jit caches traces
