@@ -25,7 +25,6 @@ def get_config(argument: str | None = None):
   config.optim.learning_rate = 1e-3
   config.train.batch_size = 64
   config.train.num_steps = 3000
-  config.train.microbatches = 2               # two independent halves: both CPU cores at once
 
   config.eval.iwae_samples = 64               # k of the importance-weighted bound
   if smoke:

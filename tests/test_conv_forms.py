@@ -52,6 +52,8 @@ def test_no_form_off_the_cpu(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert conv_forms.forward_form(geometry, w_shape) is None
   assert conv_forms.input_gradient_form(geometry, w_shape) is None
+  assert conv_forms.kernel_gradient_chunks(_geometry((64, 28, 28, 32), (3, 3, 32, 32)),
+                                           (64, 28, 28, 32)) == 1
 
 
 @pytest.mark.parametrize('x_shape,w_shape,strides,padding', [
@@ -96,3 +98,27 @@ def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradien
   assert convolutions(jax.grad(loss, argnums=1)) == 1   # the kernel gradient only
   with conv_forms.xla_convolutions():   # for comparisons: XLA's own, while tracing
     assert convolutions(lambda x, w: loss(x, w)) == 1   # a new function: jit caches traces
+
+
+@pytest.mark.parametrize('x_shape,chunks', [
+    ((64, 28, 28, 32), 8),     # the VAE's wide layers
+    ((64, 14, 14, 64), 1),     # smaller images: no gain measured
+    ((64, 28, 28, 1), 1),      # a narrow layer
+    ((8, 28, 28, 32), 1),      # a single chunk
+    ((12, 28, 28, 32), 1),     # no whole chunks
+])
+def test_kernel_gradients_of_wide_layers_on_large_images_are_summed_over_chunks(x_shape, chunks):
+  geometry = _geometry(x_shape, (3, 3, x_shape[-1], 16))
+  assert conv_forms.kernel_gradient_chunks(geometry, x_shape) == chunks
+
+
+def test_a_kernel_gradient_in_chunks_is_laxs():
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 8))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8, 8))
+  assert conv_forms.kernel_gradient_chunks(_geometry(x.shape, w.shape), x.shape) == 2
+
+  def kernel_gradient(conv):
+    loss = lambda w: jnp.sum(jnp.tanh(conv(x, w, (1, 1), 'SAME', dimension_numbers=DIMENSIONS)))
+    return jax.jit(jax.grad(loss))(w)
+  chex.assert_trees_all_close(kernel_gradient(convolution.conv_general_dilated),
+                              kernel_gradient(lax.conv_general_dilated), atol=1e-4, rtol=1e-5)

@@ -90,8 +90,12 @@ def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> ja
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its kernel, for an output cotangent."""
-  _, pull_back = jax.vjp(lambda rhs: layout.apply_lax(lhs, rhs), layout.zeros(layout.rhs_shape))
-  return pull_back(cotangent)[0]
+  chunks = conv_forms.kernel_gradient_chunks(layout._geometry, layout.lhs_shape)
+  gradient = 0
+  for part, cotangent_part in zip(jax.numpy.split(lhs, chunks), jax.numpy.split(cotangent, chunks)):
+    _, pull_back = jax.vjp(lambda rhs: layout.apply_lax(part, rhs), layout.zeros(layout.rhs_shape))
+    gradient = gradient + pull_back(cotangent_part)[0]
+  return gradient
 
 
 # conv(x, w) is bilinear, and <dy, conv(x, w)> = <input_gradient(dy, w), x> =
