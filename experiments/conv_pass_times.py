@@ -94,7 +94,9 @@ def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvL
         or isinstance(layer, SubPixelConvTranspose) and layer.strides in (1, (1, 1))):
       kernel = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
       stride = layer.strides if isinstance(layer.strides, int) else layer.strides[0]
-      padding = layer.padding if isinstance(layer.padding, str) else tuple(map(tuple, layer.padding))
+      padding = layer.padding
+      if not isinstance(padding, str):
+        padding = tuple(map(tuple, padding))
       torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
       name = model if isinstance(layer, nn.Conv) else f'{model} transposed'
       layers.append(ConvLayer(name, x.shape[1], x.shape[-1], layer.features, kernel, stride,

@@ -2,13 +2,13 @@
 
   python experiments/step_times.py --config=configs/vae.py \
       --variant='xla defaults;compiler=default' --variant='project' \
-      --variant='no microbatches;train.microbatches=1'
+      --variant='xla convolutions;convolution=xla' --variant='two parts;train.microbatches=2'
 
 A variant is a name, then `;`-separated settings: `compiler=default` compiles with XLA's default
 options instead of gen_jax.compiler_options', `convolution=xla` computes every convolution with
-XLA's own instead of gen_jax.nn.conv_forms's forms, and `field=value` overrides a config
-field (the value read as a Python literal). Every variant trains from the same initial state on the same batches
-(the MNIST IDX files under --idx_path, or the config's own data). The variants take turns
+XLA's own instead of gen_jax.nn.conv_forms' forms, and `field=value` overrides a config field (the
+value read as a Python literal). Every variant trains from the same initial state on the same
+batches (the MNIST IDX files under --idx_path, or the config's own data). The variants take turns
 in --slice_seconds slices for --rounds rounds, so drift in the machine's speed falls on all of
 them alike: compare them with each other, not with other runs. The README's performance notes and
 gen_jax/compiler_options.py quote figures measured this way. Prints a table and writes report.json

@@ -40,6 +40,12 @@ def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, stri
       transposed_for_input_gradient)
 
 
+def test_a_kernel_that_is_a_multiple_of_its_stride_keeps_xlas_input_gradient():
+  w_shape = (4, 4, 64, 128)   # the DCGAN critic's second layer
+  geometry = _geometry((2, 14, 14, 64), w_shape, (2, 2), ((1, 1), (1, 1)))
+  assert conv_forms.input_gradient_form(geometry, w_shape) is None
+
+
 @pytest.mark.parametrize('change', [
     {'dimensions': ('NCHW', 'OIHW', 'NCHW')}, {'rhs_dilation': (2, 2)}, {'groups': 2}])
 def test_layouts_other_than_plain_nhwc_are_left_to_lax(change):
@@ -66,7 +72,7 @@ def test_no_form_off_the_cpu(monkeypatch):
     ((2, 15, 13, 6), (3, 3, 6, 8), (2, 2), 'SAME'),                   # wide and strided
     ((2, 14, 14, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 1))),
     ((2, 11, 10, 6), (3, 2, 6, 8), (3, 1), ((2, 0), (1, 1))),
-    ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # a kernel smaller than the stride
+    ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # kernel smaller than stride
 ])
 def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
