@@ -59,6 +59,19 @@ def test_same_gradients(height, width, kernel, stride, padding, separate_phases)
   chex.assert_trees_all_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize('separate_phases', [True, False])
+def test_same_second_derivatives(separate_phases):
+  """The input gradient is its own strided convolution: its derivatives must match too."""
+  x, reference, subpixel, params = _both(7, 7, 4, 2, 'SAME', separate_phases)
+
+  def penalty(module):
+    input_gradient = jax.grad(lambda p, inputs: jnp.sum(jnp.tanh(module.apply(p, inputs))), 1)
+    return lambda p: jnp.sum(jnp.square(input_gradient(p, x)))
+
+  chex.assert_trees_all_close(jax.jit(jax.grad(penalty(subpixel)))(params),
+                              jax.grad(penalty(reference))(params), atol=1e-4, rtol=1e-4)
+
+
 def test_rejects_bad_arguments():
   x = jnp.zeros((1, 4, 4, 2))
   with pytest.raises(ValueError, match='strides'):
