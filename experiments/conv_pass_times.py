@@ -2,13 +2,14 @@
 
   python experiments/conv_pass_times.py [--batch=64] [--rounds=8]
 
-Where the train steps lose to PyTorch on the CPU: each plain convolution of the VAE (its encoder's
-convolutions and its decoder's stride-1 transposed ones, which are convolutions too) and of the
-DCGAN critic, as the modules build them from configs/vae.py and configs/dcgan.py, is timed pass by
-pass three ways: through gen_jax's convolution (gen_jax.nn.convolution, whose narrow layers take
-matrix-product forms), through XLA's own (`lax.conv_general_dilated`), both compiled as gen_jax's
-steps are (gen_jax.compiler_options), and, when PyTorch is installed (the `bench` extra), through
-PyTorch's autograd on NCHW tensors, as the course code runs. Every pass of every side takes turns
+Where the train steps lose to PyTorch on the CPU: each convolution of the VAE (its encoder's, and
+its decoder's transposed ones) and of the DCGAN critic, as the modules build them from
+configs/vae.py and configs/dcgan.py, is timed pass by pass three ways: through gen_jax's layers
+(gen_jax.nn.convolution, with the forms of gen_jax.nn.conv_forms, and
+gen_jax.nn.conv_transpose), through XLA's own (`lax.conv_general_dilated`, flax's
+`ConvTranspose`), both compiled as gen_jax's steps are (gen_jax.compiler_options), and, when
+PyTorch is installed (the `bench` extra), through PyTorch's autograd on NCHW tensors, as the course
+code runs. Every pass of every side takes turns
 for --rounds rounds, so drift in the machine's speed falls on all alike; the report gives medians.
 Writes report.json and report.md to a new directory under --out.
 
@@ -57,7 +58,8 @@ LABELS = {'jax': 'gen_jax', 'xla': 'XLA conv', 'torch': 'PyTorch'}
 
 @dataclasses.dataclass(frozen=True)
 class ConvLayer:
-  """One convolution of a model: its input size, channels, window, stride and padding."""
+  """One convolution of a model: its input size, channels, window, stride and padding, and whether
+  it is a strided transposed convolution."""
   model: str
   size: int
   in_features: int
@@ -66,6 +68,7 @@ class ConvLayer:
   stride: int
   padding: str | tuple[tuple[int, int], tuple[int, int]]
   torch_padding: int
+  transposed: bool = False
 
   @property
   def name(self) -> str:
@@ -74,33 +77,51 @@ class ConvLayer:
 
   @property
   def output_size(self) -> int:
+    if self.transposed:   # 'SAME': each input pixel becomes stride × stride output pixels
+      return self.size * self.stride
     return (self.size + 2 * self.torch_padding - self.kernel) // self.stride + 1
 
   def flops(self, batch: int) -> float:
     """Multiply-adds × 2 of one pass (each pass costs the same)."""
     taps = self.kernel ** 2 * self.in_features * self.out_features
-    return 2.0 * batch * self.output_size ** 2 * taps
+    pixels = self.size if self.transposed else self.output_size
+    return 2.0 * batch * pixels ** 2 * taps
+
+  def apply(self, side: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """(NHWC input, kernel) ↦ the layer's output, through gen_jax's modules ('jax') or XLA's own
+    convolutions ('xla'): flax's ConvTranspose for a transposed layer, lax's for the others."""
+    strides = (self.stride, self.stride)
+    if self.transposed:
+      module = (SubPixelConvTranspose(self.out_features, self.kernel, strides, self.padding,
+                                      use_bias=False) if side == 'jax' else
+                nn.ConvTranspose(self.out_features, (self.kernel,) * 2, strides, self.padding,
+                                 use_bias=False))
+      return lambda x, w: module.apply({'params': {'kernel': w}}, x)
+    convolve = convolution.conv_general_dilated if side == 'jax' else jax.lax.conv_general_dilated
+    return lambda x, w: convolve(x, w, strides, self.padding,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvLayer]:
   """The convolutions that `module` applies to `inputs`, read while it is initialised: its
-  `nn.Conv` layers and its stride-1 transposed ones (a convolution with the kernel flipped)."""
+  `nn.Conv` layers, its stride-1 transposed ones (a convolution with the kernel flipped), and its
+  'SAME' strided transposed ones."""
   layers = []
 
   def record(next_call, args, kwargs, context):
     layer, x = context.module, args[0] if args else None
-    if context.method_name == '__call__' and (
-        isinstance(layer, nn.Conv)
-        or isinstance(layer, SubPixelConvTranspose) and layer.strides in (1, (1, 1))):
+    if context.method_name == '__call__' and isinstance(layer, (nn.Conv, SubPixelConvTranspose)):
       kernel = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
       stride = layer.strides if isinstance(layer.strides, int) else layer.strides[0]
       padding = layer.padding
       if not isinstance(padding, str):
         padding = tuple(map(tuple, padding))
       torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
-      name = model if isinstance(layer, nn.Conv) else f'{model} transposed'
-      layers.append(ConvLayer(name, x.shape[1], x.shape[-1], layer.features, kernel, stride,
-                              padding, torch_padding))
+      transposed = isinstance(layer, SubPixelConvTranspose)
+      if not transposed or stride == 1 or padding == 'SAME':
+        layers.append(ConvLayer(f'{model} transposed' if transposed else model, x.shape[1],
+                                x.shape[-1], layer.features, kernel, stride, padding,
+                                torch_padding, transposed and stride > 1))
     return next_call(*args, **kwargs)
 
   with nn.intercept_methods(record):
@@ -126,9 +147,8 @@ def model_layers() -> list[ConvLayer]:
   return [layer for layer in layers if layer in unique.values()]   # the first of each shape
 
 
-def jax_passes(layer: ConvLayer, batch: int,
-               convolve: Callable[..., jax.Array]) -> dict[str, Callable[[], object]]:
-  """Compiled JAX passes through `convolve` on random NHWC data, each a no-argument call."""
+def jax_passes(layer: ConvLayer, batch: int, side: str) -> dict[str, Callable[[], object]]:
+  """Compiled JAX passes (`ConvLayer.apply(side)`) on random NHWC data, each a no-argument call."""
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(batch, layer.size, layer.size, layer.in_features)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(layer.kernel, layer.kernel, layer.in_features,
@@ -136,10 +156,7 @@ def jax_passes(layer: ConvLayer, batch: int,
   g = jnp.asarray(rng.normal(size=(batch, layer.output_size, layer.output_size,
                                    layer.out_features)), jnp.float32)
 
-  def conv(x, w):
-    return convolve(x, w, (layer.stride,) * 2, layer.padding,
-                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
+  conv = layer.apply(side)
   functions = {
       'forward': (conv, (x, w)),
       'input gradient': (lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0], (x, w, g)),
@@ -162,11 +179,21 @@ def torch_passes(layer: ConvLayer, batch: int) -> dict[str, Callable[[], object]
   generator = torch.Generator().manual_seed(0)
   x = torch.randn(batch, layer.in_features, layer.size, layer.size, generator=generator,
                   requires_grad=True)
-  w = torch.randn(layer.out_features, layer.in_features, layer.kernel, layer.kernel,
-                  generator=generator, requires_grad=True)
+  if layer.transposed:
+    w = torch.randn(layer.in_features, layer.out_features, layer.kernel, layer.kernel,
+                    generator=generator, requires_grad=True)
+    output_padding = layer.output_size - ((layer.size - 1) * layer.stride
+                                          - 2 * layer.torch_padding + layer.kernel)
 
-  def conv():
-    return F.conv2d(x, w, stride=layer.stride, padding=layer.torch_padding)
+    def conv():
+      return F.conv_transpose2d(x, w, stride=layer.stride, padding=layer.torch_padding,
+                                output_padding=output_padding)
+  else:
+    w = torch.randn(layer.out_features, layer.in_features, layer.kernel, layer.kernel,
+                    generator=generator, requires_grad=True)
+
+    def conv():
+      return F.conv2d(x, w, stride=layer.stride, padding=layer.torch_padding)
 
   y = conv()
   g = torch.randn(y.shape, generator=generator)
@@ -258,9 +285,8 @@ def main(argv):
   host_memory.retain_freed_memory()
   layers = model_layers()
   sides = ['jax', 'xla'] + (['torch'] if torch_available() else [])
-  builders = {'jax': functools.partial(jax_passes, convolve=convolution.conv_general_dilated),
-              'xla': functools.partial(jax_passes, convolve=jax.lax.conv_general_dilated),
-              'torch': torch_passes}
+  builders = {'jax': functools.partial(jax_passes, side='jax'),
+              'xla': functools.partial(jax_passes, side='xla'), 'torch': torch_passes}
   calls = {}
   for layer in layers:
     for side in sides:

@@ -21,8 +21,9 @@ def test_every_pass_of_every_layer_is_reported(tmp_path):
                     'dcgan critic 64→128 4×4 stride 2 on 14×14',
                     'vae 1→32 3×3 stride 1 on 28×28', 'vae 32→32 3×3 stride 1 on 28×28',
                     'vae 32→64 3×3 stride 2 on 28×28',
-                    'vae transposed 32→1 3×3 stride 1 on 28×28']   # the decoder's 32→32 is a repeat
-  assert len(report['rows']) == 6 * 3
+                    'vae transposed 32→1 3×3 stride 1 on 28×28',   # the decoder's 32→32 is a repeat
+                    'vae transposed 64→32 3×3 stride 2 on 14×14']
+  assert len(report['rows']) == 7 * 3
   torch_installed = importlib.util.find_spec('torch') is not None
   sides = ['jax', 'xla'] + (['torch'] if torch_installed else [])
   for row in report['rows']:
