@@ -155,13 +155,14 @@ def xla_convolutions() -> Iterator[None]:
     _switch.off = saved
 
 
-def _on_cpu() -> bool:
+def _rewriting() -> bool:
+  """On the CPU, outside `xla_convolutions()`."""
   return jax.default_backend() == 'cpu' and not getattr(_switch, 'off', False)
 
 
 def forward_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   """The form of the convolution x ↦ y, or None for XLA's own."""
-  if geometry_ is None or not _on_cpu():
+  if geometry_ is None or not _rewriting():
     return None
   features_in, features_out = rhs_shape[2:]
   if features_out <= MAX_TAPS_OUTPUT_FEATURES:
@@ -178,10 +179,10 @@ def input_gradient_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   few input features gets its input gradient (a map to few features) as the patches form's
   transpose, and a layer with one output feature (a map from one feature) as the taps form's.
   Other strided layers whose kernel is not a multiple of the stride get theirs as stride-1
-  convolutions, the phases form's transpose (3×3 stride 2, 32→64 on 28×28, batch 64: 6.0 → 3.8
+  convolutions, the phases form's transpose (3×3 stride 2, 32→64 on 28×28, batch 64: 5.6 → 3.4
   ms); where it is (the DCGAN critic's 4×4 stride 2), XLA's own measured as fast.
   """
-  if geometry_ is None or not _on_cpu():
+  if geometry_ is None or not _rewriting():
     return None
   features_in, features_out = rhs_shape[2:]
   if features_in <= MAX_TAPS_OUTPUT_FEATURES:
@@ -197,11 +198,11 @@ def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape) -> int:
   """How many equal batch chunks a layer's kernel gradient is summed over (1: in one piece).
 
   XLA's CPU kernel gradient of a wide layer on 28×28 images ran faster as a sum over chunks of 8
-  images than in one convolution (a batch of 64: 3×3 32→32 10.4 → 8.1 ms, 3×3 stride-2 32→64
-  6.4 → 5.0 ms), and no faster on smaller images (the DCGAN critic's 14×14 layer), for narrow
-  layers, or in chunks of 4.
+  images than in one convolution (experiments/conv_pass_times.py, batch 64: 3×3 32→32 11.0 → 8.4
+  ms, 3×3 stride-2 32→64 6.3 → 4.7 ms), and no faster on smaller images (the DCGAN critic's 14×14
+  layer), for narrow layers, or in chunks of 4 (whole VAE steps, experiments/step_times.py).
   """
-  if geometry_ is None or not _on_cpu():
+  if geometry_ is None or not _rewriting():
     return 1
   batch, height, width, features_in = lhs_shape
   if (features_in <= MAX_TAPS_OUTPUT_FEATURES or height * width < MIN_CHUNKED_IMAGE_PIXELS
