@@ -117,7 +117,7 @@ def _convolve(x: jnp.ndarray, kernel: jnp.ndarray, pads_h: tuple[int, int],
   columns = slice(max(-pads_w[0], 0), x.shape[2] - max(-pads_w[1], 0))
   padding = tuple((max(low, 0), max(high, 0)) for low, high in (pads_h, pads_w))
   return convolution.conv_general_dilated(x[:, rows, columns], kernel, (1, 1), padding,
-                                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def _phase_output(inputs: jnp.ndarray, kernel: jnp.ndarray, plan_h: _PhasePlan,

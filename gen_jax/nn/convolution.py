@@ -15,10 +15,10 @@ convolution — the convolution itself, its input gradient and its kernel gradie
 any order stays among convolutions XLA runs well.
 
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
-one input feature or few output features (a model's first and last layers), and a strided layer's
-input gradient, are computed in exact forms that XLA runs faster (`gen_jax.nn.conv_forms`). The
-maps of other layers are lax's own, and their first derivatives are bit-identical to
-`lax.conv_general_dilated`'s.
+one input feature or few output features (a model's first and last layers), a strided layer's
+input gradient, and a wide layer's kernel gradient on large images (summed over batch chunks) are
+computed in exact forms that XLA runs faster (`gen_jax.nn.conv_forms`). Elsewhere the maps are
+lax's own, and first derivatives are bit-identical to `lax.conv_general_dilated`'s.
 """
 
 from __future__ import annotations
@@ -49,20 +49,20 @@ class _Layout:
   dtype: Any
 
   @functools.cached_property
-  def _geometry(self) -> conv_forms.Geometry | None:
+  def geometry(self) -> conv_forms.Geometry | None:
     return conv_forms.geometry(
         self.lhs_shape, self.rhs_shape, self.window_strides, self.padding, self.lhs_dilation,
         self.rhs_dilation, self.dimension_numbers, self.feature_group_count,
         self.batch_group_count, self.precision)
 
   def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-    """The convolution, in a narrow form where one computes it faster."""
-    form = conv_forms.forward_form(self._geometry, self.rhs_shape)
+    """The convolution, in a faster exact form where one applies (gen_jax.nn.conv_forms)."""
+    form = conv_forms.forward_form(self.geometry, self.rhs_shape)
     return form(lhs, rhs) if form else self.apply_lax(lhs, rhs)
 
   def transposable(self, rhs: jax.Array):
     """lhs ↦ the convolution, in the form whose transpose computes the input gradient fastest."""
-    form = conv_forms.input_gradient_form(self._geometry, self.rhs_shape)
+    form = conv_forms.input_gradient_form(self.geometry, self.rhs_shape)
     return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
 
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
@@ -90,7 +90,7 @@ def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> ja
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its kernel, for an output cotangent."""
-  chunks = conv_forms.kernel_gradient_chunks(layout._geometry, layout.lhs_shape)
+  chunks = conv_forms.kernel_gradient_chunks(layout.geometry, layout.lhs_shape)
   gradient = 0
   for part, cotangent_part in zip(jax.numpy.split(lhs, chunks), jax.numpy.split(cotangent, chunks)):
     _, pull_back = jax.vjp(lambda rhs: layout.apply_lax(part, rhs), layout.zeros(layout.rhs_shape))
