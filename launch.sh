@@ -4,7 +4,7 @@
 #
 #   ./launch.sh configs/vae.py                                  # one run, runs/vae/seed0
 #   ./launch.sh configs/vae.py --seeds 0,1,2 --jobs 2           # three seeds, two at a time
-#   ./launch.sh configs/beta_vae.py --grid model.beta=1,4,8     # one run per value
+#   ./launch.sh configs/beta_vae.py --grid model.beta=1,4,8     # runs/beta_vae/model.beta-1_seed0, ...
 #   ./launch.sh configs/vae.py:smoke --host-devices 4 -- --config.train.num_steps=50
 #
 # Options:
@@ -18,7 +18,7 @@
 #   -- ARGS             passed to every run unchanged
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 [[ $# -ge 1 ]] || usage 2
 config=$1; shift
@@ -56,7 +56,9 @@ for grid in "${grids[@]+"${grids[@]}"}"; do
   next=()
   for combo in "${combos[@]}"; do
     for value in "${values[@]}"; do
-      next+=("${combo%%|*}${field}=${value}_|${combo#*|} --config.${field}=${value}")
+      # Workdir names safe in shells and on every file system: FIELD-VALUE, other characters as '-'.
+      safe=$(printf '%s' "$value" | tr -c 'A-Za-z0-9.+-' '-')
+      next+=("${combo%%|*}${field}-${safe}_|${combo#*|} --config.${field}=${value}")
     done
   done
   combos=("${next[@]}")

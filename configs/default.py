@@ -48,10 +48,6 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.train.best_metric = 'fid'   # keep the best checkpoint by this eval metric in workdir/best
   config.train.best_mode = 'min'     # min | max: whether smaller or larger values are better
   config.train.num_devices = 0       # 0 = every local device
-  # Independent slices of each device's batch, gradients averaged (the same gradient estimate,
-  # each slice with its own noise; on CPU the slices run on separate cores). Only for models
-  # without batch statistics (the VAE).
-  config.train.microbatches = 1
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adam'         # adam | adamw | rmsprop | sgd
@@ -61,14 +57,15 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.optim.weight_decay = 0.0
   config.optim.decay_every_epochs = 0  # StepLR: multiply the rate by decay_factor every N epochs
   config.optim.decay_factor = 0.1
+  config.optim.cosine_decay_steps = 0  # else the rate falls to 0 along a cosine over this many updates
   config.optim.grad_clip_norm = 0.0    # 0 = no clipping
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 250
   config.eval.max_examples = 0       # 0 = the whole held-out split
-  # Sample quality (gen_jax.sample_metrics), measured with the project's digit classifier.
+  # Sample quality (gen_jax.evaluation.sample_metrics), measured with the project's digit classifier.
   config.eval.num_samples = 0        # samples measured; 0 = as many as held-out images
-  config.eval.classifier_dir = ''    # '' = runs/classifier/<data.name>_<size>x<size>_<digest>
+  config.eval.classifier_dir = ''    # the classifier's workdir; '' = runs/classifier/<data>_<size>x<size>_<digest>
   config.eval.classifier_steps = 1000  # its training steps (trained on first use when missing)
 
   config.sample = ml_collections.ConfigDict()

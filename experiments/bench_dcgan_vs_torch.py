@@ -17,7 +17,7 @@ FID, KID, precision/recall, class entropy. The same figures for 2,000 real train
 the floor. Writes report.md, report.json and each side's samples to --output_dir, and prints the
 table.
 
-Both sides use every core by default, and both run with gen_jax.host_memory's allocator setting
+Both sides use every core by default, and both run with gen_jax.cpu_speed.host_memory's allocator setting
 (they share the process). On a machine shared with other jobs, PyTorch's OpenMP
 threads lose far more to the contention than XLA's (its steps per second can drop tenfold), so the
 load averages are reported beside the figures; the second command above compares the two
@@ -45,7 +45,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from configs import dcgan  # noqa: E402
-from gen_jax import classifier, data, figures, host_memory, parallel, sample_metrics  # noqa: E402
+from gen_jax import classifier, data  # noqa: E402
+from gen_jax.cpu_speed import host_memory  # noqa: E402
+from gen_jax.evaluation import figures, sample_metrics  # noqa: E402
+from gen_jax.runtime import parallel  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.families.gan import GANFamily  # noqa: E402
 

@@ -7,13 +7,13 @@ Both sides train the course assignment's convolutional VAE (configs/vae.py: conv
 dense 128, 2-D latent, mirrored decoder; Bernoulli likelihood; Adam at the config's rate) on the
 same batches (gen_jax's BatchSchedule over the first 8,000 MNIST images) from the same initial
 weights. The JAX side is the project's own code path: gen_jax.data, the VAEFamily train step
-compiled by gen_jax.parallel on one device, and the family's ELBO terms over the 2,000 held-out
-images through gen_jax.evaluation. The PyTorch side is experiments/vae_torch.py, in plain eager
+compiled by gen_jax.runtime.parallel on one device, and the family's ELBO terms over the 2,000 held-out
+images through gen_jax.evaluation.evaluator. The PyTorch side is experiments/vae_torch.py, in plain eager
 PyTorch, with PyTorch's own padding; before training, its Keras-padded twin is checked to compute
 the JAX model's encoder and decoder outputs from the same weights.
 
 Each side runs in its own process with every core (XLA's default; torch.set_num_threads for
-PyTorch), both with gen_jax.host_memory's allocator setting, and the two take turns in slices
+PyTorch), both with gen_jax.cpu_speed.host_memory's allocator setting, and the two take turns in slices
 until each has trained for --budget_seconds, so that load from other processes on the machine
 falls on both alike. --jax_devices=2 splits the host into two XLA CPU devices for the JAX side,
 which then runs data-parallel; `taskset -c 1` with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
@@ -47,8 +47,11 @@ sys.path.insert(0, str(ROOT))
 
 from configs import vae  # noqa: E402
 from experiments import vae_torch  # noqa: E402
-from gen_jax import data, figures, host_memory, parallel, registry  # noqa: E402
-from gen_jax.evaluation import Evaluator  # noqa: E402
+from gen_jax import data, registry  # noqa: E402
+from gen_jax.cpu_speed import host_memory  # noqa: E402
+from gen_jax.evaluation import figures  # noqa: E402
+from gen_jax.runtime import parallel  # noqa: E402
+from gen_jax.evaluation.evaluator import Evaluator  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.models.vae import VAE  # noqa: E402
 

@@ -19,7 +19,7 @@ from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from gen_jax import reports  # noqa: E402
+from gen_jax.evaluation import reports  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output', 'experiments/results/results.md', 'Markdown file to write.')

@@ -5,9 +5,9 @@
 Where the train steps lose to PyTorch on the CPU: each convolution of the VAE (its encoder's, and
 its decoder's transposed ones) and of the DCGAN critic, as the modules build them from
 configs/vae.py and configs/dcgan.py, is timed pass by pass three ways: through gen_jax's layers
-(gen_jax.nn.convolution, with the forms of gen_jax.nn.conv_forms, and
-gen_jax.nn.conv_transpose), through XLA's own (`lax.conv_general_dilated`, flax's
-`ConvTranspose`), both compiled as gen_jax's steps are (gen_jax.compiler_options), and, when
+(gen_jax.cpu_speed.convolution, with the forms of gen_jax.cpu_speed.conv_forms, and
+gen_jax.cpu_speed.conv_transpose), through XLA's own (`lax.conv_general_dilated`, flax's
+`ConvTranspose`), both compiled as gen_jax's steps are (gen_jax.cpu_speed.compiler_options), and, when
 PyTorch is installed (the `bench` extra), through PyTorch's autograd on NCHW tensors, as the course
 code runs. Every pass of every side takes turns
 for --rounds rounds, so drift in the machine's speed falls on all alike; the report gives medians.
@@ -39,11 +39,12 @@ import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
 from configs import dcgan, vae  # noqa: E402
-from gen_jax import compiler_options, figures, host_memory, reports  # noqa: E402
+from gen_jax.cpu_speed import compiler_options, host_memory  # noqa: E402
+from gen_jax.evaluation import figures, reports  # noqa: E402
 from gen_jax.models.gan import Discriminator  # noqa: E402
 from gen_jax.models.vae import VAE  # noqa: E402
-from gen_jax.nn import convolution  # noqa: E402
-from gen_jax.nn.conv_transpose import SubPixelConvTranspose  # noqa: E402
+from gen_jax.cpu_speed import convolution  # noqa: E402
+from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')

@@ -4,7 +4,7 @@
 
 For each lambda (`model.sparsity_weight`) the config's model is trained from the same initial
 weights on the same batches for --num_steps steps (the project's own code path: gen_jax.data,
-the autoencoder family's train step compiled by gen_jax.parallel), then measured on the held-out
+the autoencoder family's train step compiled by gen_jax.runtime.parallel), then measured on the held-out
 images: the fraction of code units at most `eval.sparsity_threshold` (the sparsity), the mean L1
 norm of the code, and the PSNR of the reconstruction. `--config=sparse_ae_kl` sweeps the KL
 variant. Writes report.md, report.json and sparsity_vs_lambda.png to a new directory under --out.
@@ -29,8 +29,10 @@ import matplotlib  # noqa: E402
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gen_jax import data, figures, parallel, train  # noqa: E402
-from gen_jax.evaluation import Evaluator  # noqa: E402
+from gen_jax import data, train  # noqa: E402
+from gen_jax.evaluation import figures  # noqa: E402
+from gen_jax.runtime import parallel  # noqa: E402
+from gen_jax.evaluation.evaluator import Evaluator  # noqa: E402
 from gen_jax.families.autoencoder import AutoencoderFamily  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 

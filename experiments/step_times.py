@@ -2,16 +2,16 @@
 
   python experiments/step_times.py --config=configs/vae.py \
       --variant='xla defaults;compiler=default' --variant='project' \
-      --variant='xla convolutions;convolution=xla' --variant='two parts;train.microbatches=2'
+      --variant='xla convolutions;convolution=xla' --variant='wider;model.hidden_dim=256'
 
 A variant is a name, then `;`-separated settings: `compiler=default` compiles with XLA's default
-options instead of gen_jax.compiler_options', `convolution=xla` computes every convolution with
-XLA's own instead of gen_jax.nn.conv_forms' forms, and `field=value` overrides a config field (the
+options instead of gen_jax.cpu_speed.compiler_options', `convolution=xla` computes every convolution with
+XLA's own instead of gen_jax.cpu_speed.conv_forms' forms, and `field=value` overrides a config field (the
 value read as a Python literal). Every variant trains from the same initial state on the same
 batches (the MNIST IDX files under --idx_path, or the config's own data). The variants take turns
 in --slice_seconds slices for --rounds rounds, so drift in the machine's speed falls on all of
-them alike: compare them with each other, not with other runs. The README's performance notes and
-gen_jax/compiler_options.py quote figures measured this way. Prints a table and writes report.json
+them alike: compare them with each other, not with other runs. PERFORMANCE.md quotes figures
+measured this way. Prints a table and writes report.json
 and report.md to a new directory under --out.
 """
 
@@ -32,9 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from gen_jax import data, figures, host_memory, parallel, registry, reports, train  # noqa: E402
+from gen_jax import data, registry, train  # noqa: E402
+from gen_jax.cpu_speed import host_memory  # noqa: E402
+from gen_jax.evaluation import figures, reports  # noqa: E402
+from gen_jax.runtime import parallel  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
-from gen_jax.nn import conv_forms  # noqa: E402
+from gen_jax.cpu_speed import conv_forms  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The config whose train step is timed.')

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_jax.nn.conv_transpose import transpose_padding
+from gen_jax.cpu_speed.conv_transpose import transpose_padding  # noqa: E402
 
 PADDINGS = ('keras', 'pytorch')
 

@@ -1,31 +1,109 @@
 """Command-line entry point: `python -m gen_jax.main --config=configs/vae.py --workdir=runs/vae`.
 
 Modes: `train` (resumes from the workdir's latest checkpoint, then evaluates), `evaluate` and
-`sample` (of the latest checkpoint, or of the best one with `--checkpoint=best`). Config fields
-are overridden with `--config.train.num_steps=100`-style flags; a config file takes `:smoke` for a
-run of a few seconds (`--config=configs/vae.py:smoke`).
+`sample` (of the latest checkpoint, or of the best one with `--checkpoint=best`), and
+`classifier` (trains, when missing, the digit classifier the config's sample metrics use, and
+reports it). Config fields are overridden with `--config.train.num_steps=100`-style flags; a
+config file takes `:smoke` for a run of a few seconds (`--config=configs/vae.py:smoke`).
+
+Every mistake on the command line (a missing config file, a bad config argument, a misspelt
+field, a value of the wrong type, an unknown flag) ends in one line on stderr naming the flag, the
+value and what is allowed, and exit status 1, before anything is computed.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import logging as std_logging
+import pathlib
 import sys
+from typing import NoReturn
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gen_jax import checkpointing, config_checks, data, host_memory, train
+from gen_jax import data, train
+from gen_jax.cpu_speed import host_memory
+from gen_jax.runtime import checkpointing, config_checks
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory of the run: checkpoints, metrics, pictures.')
-flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample', 'classifier'], 'What to do.')
 flags.DEFINE_string('output', 'samples.npz', 'Sample file name inside the workdir (mode=sample).')
 flags.DEFINE_enum('checkpoint', 'latest', train.CHECKPOINT_CHOICES,
                   'Checkpoint that evaluate and sample use: the latest, or the best kept by '
                   'config.train.best_metric (workdir/best).')
 flags.mark_flags_as_required(['config'])
+
+# The errors a run reports in one line (its own checks, its data, its workdir).
+RUN_ERRORS = (config_checks.ConfigError, data.DataError, checkpointing.WorkdirMismatch,
+              checkpointing.CheckpointError, train.TrainingDiverged, FileNotFoundError,
+              FileExistsError)
+
+
+def refuse(message: str) -> NoReturn:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _flag_values(argv: list[str], name: str) -> list[str]:
+  """The values given to --name, in either of absl's forms (`--name=v`, `--name v`)."""
+  values = []
+  for index, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      values.append(arg.split('=', 1)[1])
+    elif arg == f'--{name}' and index + 1 < len(argv):
+      values.append(argv[index + 1])
+  return values
+
+
+def _load_config(spec: str) -> ml_collections.ConfigDict:
+  """The config a `--config=PATH[:ARGUMENT]` value names, or a one-line refusal."""
+  path, _, argument = spec.partition(':')
+  if not pathlib.Path(path).is_file():
+    available = sorted(str(p) for p in pathlib.Path(path).parent.glob('*.py')
+                       if p.stem not in ('__init__', 'default'))
+    refuse(f'--config={spec}: no such config file' +
+           (f'; the configs beside it are {available}' if available else ''))
+  module_spec = importlib.util.spec_from_file_location('command_line_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+    return module.get_config(argument or None)
+  except (ValueError, TypeError, AttributeError, ImportError, SyntaxError) as error:
+    refuse(f'--config={spec}: {error}')
+
+
+def _check_field(config: ml_collections.ConfigDict, override: str) -> None:
+  """Refuses `--config.a.b=v` when config has no field a.b, naming the closest ones."""
+  field = override[len('--config.'):].split('=', 1)[0]
+  node, path = config, 'config'
+  for part in field.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      names = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, names, n=3)
+      hint = (f"did you mean {', '.join(f'{path}.{c}' for c in close)}?" if close
+              else f'its fields are {names}' if names else f'{path} is a value, not a group')
+      refuse(f'{override}: {path} has no field {part!r}; {hint}')
+    node, path = node[part], f'{path}.{part}'
+
+
+def parse_command_line(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every mistake turned into one line (see the module docstring)."""
+  specs = _flag_values(argv, 'config')
+  if specs:
+    config = _load_config(specs[-1])
+    for arg in argv[1:]:
+      if arg.startswith('--config.'):
+        _check_field(config, arg)
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    refuse(str(error).strip().splitlines()[0])
 
 
 def default_workdir(config) -> str:
@@ -34,10 +112,11 @@ def default_workdir(config) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    refuse(f'unexpected arguments {argv[1:]}: every setting is a --flag '
+           f'(python -m gen_jax.main --helpshort)')
   if FLAGS.mode == 'train' and FLAGS.checkpoint != 'latest':
-    raise app.UsageError('--checkpoint applies to --mode=evaluate and --mode=sample; training '
-                         'resumes from the latest checkpoint')
+    refuse(f'--checkpoint={FLAGS.checkpoint} applies to --mode=evaluate and --mode=sample; '
+           f'training resumes from the latest checkpoint')
   host_memory.retain_freed_memory()
   logging.set_verbosity(logging.INFO)
   # Orbax reports every step of every save at INFO; keep its warnings only.
@@ -50,17 +129,21 @@ def main(argv):
       report = train.train_and_evaluate(config, workdir)
     elif FLAGS.mode == 'evaluate':
       report = train.evaluate(config, workdir, FLAGS.checkpoint)
-    else:
+    elif FLAGS.mode == 'sample':
       print(f'samples written to {train.sample(config, workdir, FLAGS.output, FLAGS.checkpoint)}')
       return
-  except (config_checks.ConfigError, data.DataError, checkpointing.WorkdirMismatch,
-          train.TrainingDiverged, FileNotFoundError, FileExistsError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(1)
+    else:
+      train.validate(config)
+      classifier = train.digit_classifier(config)
+      print(f'digit classifier for {config.data.name} in {classifier.directory}: held-out '
+            f'accuracy {classifier.holdout_accuracy:.4f}')
+      return
+  except RUN_ERRORS as error:
+    refuse(str(error))
   print(f'{report["model"]} on {report["data"]}, step {report["step"]} (workdir {workdir}):')
   for name, value in report['metrics'].items():
     print(f'  {name:>24s}: {value:.4f}' if isinstance(value, float) else f'  {name:>24s}: {value}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_command_line)

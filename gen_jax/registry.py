@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 
-from gen_jax import config_checks
+from gen_jax.runtime import config_checks
 from gen_jax.families.base import ModelFamily
 
 _FAMILIES: dict[str, str] = {
     'autoencoder': 'gen_jax.families.autoencoder:AutoencoderFamily',
+    # The digit classifier of the sample-quality metrics, trained by the same loop.
+    'classifier': 'gen_jax.families.classifier:ClassifierFamily',
     'pca': 'gen_jax.families.pca:PCAFamily',
     'vae': 'gen_jax.families.vae:VAEFamily',
     # One family serves every GAN; the name says which config the run came from.

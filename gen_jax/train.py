@@ -1,4 +1,5 @@
-"""The training loop every model shares, and the evaluate and sample modes.
+"""The training loop every model shares (the digit classifier of the sample metrics included),
+and the evaluate and sample modes.
 
 A run lives in its workdir: `config.json`, orbax checkpoints (the latest ones in `checkpoints/`,
 the best by `train.best_metric` in `best/`), `metrics.jsonl`, TensorBoard event files, and one
@@ -21,10 +22,14 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from gen_jax import checkpointing, classifier, config_checks, data, figures, parallel, registry, reports
-from gen_jax.evaluation import Evaluator
+from gen_jax import data, registry
+from gen_jax.evaluation import figures, reports, sample_metrics
+from gen_jax.evaluation.digit_classifier import Classifier
+from gen_jax.evaluation.evaluator import Evaluator
+from gen_jax.families import classifier as classifier_family
 from gen_jax.families.base import DataSpec, ModelFamily
-from gen_jax.metric_writers import MetricWriter
+from gen_jax.runtime import checkpointing, config_checks, parallel
+from gen_jax.runtime.metric_writers import MetricWriter
 
 EVAL_JSON = reports.EVAL_JSON
 # Which checkpoint evaluate and sample use: the latest one, or the best by train.best_metric.
@@ -47,21 +52,33 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   config_checks.require_int(config, 'train.keep_checkpoints', minimum=1)
   config_checks.require_int(config, 'train.eval_every', minimum=0)
   config_checks.require_int(config, 'train.num_devices', minimum=0)
-  config_checks.require_int(config, 'train.microbatches', minimum=1)
-  if config.train.microbatches > 1 and not family.SPLITS_BATCHES:
-    raise config_checks.ConfigError(
-        f'config.train.microbatches={config.train.microbatches}, but model {config.model.name!r} '
-        f'trains on whole batches only: use 1')
   config_checks.require_int(config, 'eval.batch_size', minimum=1)
   config_checks.require_int(config, 'eval.max_examples', minimum=0)
-  config_checks.require_int(config, 'sample.num_samples', minimum=1)
   if not isinstance(config_checks.get_field(config, 'train.best_metric'), str):
     raise config_checks.ConfigError(f'config.train.best_metric={config.train.best_metric!r} must be '
                                     f"an evaluation metric's name, or '' to keep no best checkpoint")
   config_checks.require_choice(config, 'train.best_mode', checkpointing.BEST_MODES)
-  classifier.validate(config)
+  if family.GENERATIVE:
+    config_checks.require_int(config, 'eval.num_samples', minimum=0)
+    config_checks.require_int(config, 'sample.num_samples', minimum=1)
+    classifier_family.validate_fields(config)
   family.validate(config)
   return family
+
+
+def reported_metrics(family: ModelFamily) -> set[str]:
+  """Every name an evaluation of `family` reports: its own, and the sample-quality ones."""
+  return family.metric_names() | (sample_metrics.SAMPLE_QUALITY_METRICS if family.GENERATIVE else set())
+
+
+def _check_best_metric(config: ml_collections.ConfigDict, family: ModelFamily) -> None:
+  """train.best_metric must be a scalar the family's evaluation reports."""
+  metric = config.train.best_metric
+  allowed = reported_metrics(family) - {'class_histogram'}
+  if metric and metric not in allowed:
+    raise config_checks.ConfigError(
+        f'config.train.best_metric={metric!r} is not a metric of model {config.model.name!r}; '
+        f"choose one of {sorted(allowed)} (or '' to keep no best checkpoint)")
 
 
 class Run:
@@ -73,14 +90,15 @@ class Run:
     self.config = config
     self.workdir = pathlib.Path(workdir)
     self.mesh = parallel.make_mesh(config.train.num_devices)
-    parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size',
-                              config.train.microbatches)
+    parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size')
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
+    self.judge = sample_metrics.SampleJudge(lambda: digit_classifier(config), config.seed)
     if not training:
       checkpointing.claim_workdir(self.workdir, config, create=False)
     self.dataset = data.load(config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
+    _check_best_metric(config, self.family)
     # Only now, with the data read and the model built, does a new workdir get its config.json.
     checkpointing.claim_workdir(self.workdir, config, create=training)
     self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)
@@ -90,9 +108,13 @@ class Run:
     root = jax.random.PRNGKey(config.seed)
     self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
     self.state = parallel.replicate(self.family.init_state(self.init_rng), self.mesh)
-    if self.checkpoints.latest_step() is not None:
-      self.state = self.checkpoints.restore(self.state)
-      logging.info('Resumed from step %d in %s', self.step, self.workdir)
+    restored = self.checkpoints.restore_newest_intact(self.state, set_aside=training)
+    self.restored_step = None
+    if restored is not None:
+      self.state = restored
+      self.restored_step = self.step
+      logging.info('%s step %d in %s', 'Resumed from' if training else 'Loaded the checkpoint of',
+                   self.step, self.workdir)
 
   @property
   def step(self) -> int:
@@ -102,22 +124,32 @@ class Run:
     """Makes the state that of the latest checkpoint (already restored) or of the best one."""
     if which not in CHECKPOINT_CHOICES:
       raise ValueError(f'checkpoint must be one of {CHECKPOINT_CHOICES}, got {which!r}')
-    if self.checkpoints.latest_step() is None:
-      raise FileNotFoundError(f'no checkpoint in {self.workdir / checkpointing.CHECKPOINT_DIR}; '
-                              f'train first (--mode=train)')
     if which == 'best':
-      if self.best is None or self.best.latest_step() is None:
+      best = None if self.best is None else self.best.restore_newest_intact(self.state, set_aside=False)
+      if best is None:
         raise FileNotFoundError(
-            f'no best checkpoint in {self.workdir / checkpointing.BEST_DIR} (one is kept when '
+            f'no intact best checkpoint in {self.workdir / checkpointing.BEST_DIR} (one is kept when '
             f'config.train.best_metric is set and an evaluation ran); use the latest instead')
-      self.state = self.best.restore(self.state)
+      self.state = best
+    elif self.restored_step is None:
+      raise FileNotFoundError(f'no intact checkpoint in {self.workdir / checkpointing.CHECKPOINT_DIR}; '
+                              f'train first (--mode=train)')
 
   def evaluate(self) -> dict[str, Any]:
     """Held-out metrics and pictures into eval/step_N; also written to the workdir's eval.json."""
     out_dir = figures.unique_dir(self.workdir / 'eval' / f'step_{self.step}')
     holdout = self.dataset.holdout.take(self.config.eval.max_examples)
     dataset = dataclasses.replace(self.dataset, holdout=holdout)
-    metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, self.eval_rng)
+    model_rng, sample_rng = jax.random.split(self.eval_rng)
+    metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, model_rng)
+    if self.family.GENERATIVE:
+      num = self.config.eval.num_samples or len(holdout)
+      samples, asked_classes = self.family.evaluation_samples(self.state, sample_rng, num)
+      metrics.update(self.judge.quality(samples, holdout, asked_classes))
+    undeclared = set(metrics) - reported_metrics(self.family)
+    if undeclared:
+      raise RuntimeError(f'model {self.config.model.name!r} reported metrics it does not declare in '
+                         f'metric_names(): {sorted(undeclared)}')
     report = {'model': self.config.model.name, 'data': self.config.data.name, 'step': self.step,
               'num_holdout': len(holdout), 'metrics': metrics}
     for directory in (out_dir, self.workdir):
@@ -132,20 +164,24 @@ class Run:
       self.best.close()
 
 
+def _last_good_checkpoint(run: Run) -> str:
+  step = run.checkpoints.latest_step()
+  if step is None:
+    return 'No checkpoint was saved before it.'
+  return f'The last good checkpoint (step {step}) is kept in {run.workdir / checkpointing.CHECKPOINT_DIR}.'
+
+
 def _check_finite(step: int, metrics: dict[str, float], run: Run) -> None:
   bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
   if bad:
-    raise TrainingDiverged(
-        f'training diverged at step {step}: {bad}. The last good checkpoint (step '
-        f'{run.checkpoints.latest_step()}) is kept in {run.workdir / checkpointing.CHECKPOINT_DIR}.')
+    raise TrainingDiverged(f'training diverged at step {step}: {bad}. {_last_good_checkpoint(run)}')
 
 
 def _save(run: Run) -> None:
   """Saves the state, unless it holds a NaN/inf (then the last good checkpoint stays the latest)."""
   if not bool(parallel.all_finite(run.state)):
-    raise TrainingDiverged(
-        f'parameters became NaN or infinite by step {run.step}; not saving. The last good '
-        f'checkpoint (step {run.checkpoints.latest_step()}) is kept in {run.workdir}.')
+    raise TrainingDiverged(f'parameters became NaN or infinite by step {run.step}; not saving. '
+                           f'{_last_good_checkpoint(run)}')
   run.checkpoints.save(run.step, run.state)
 
 
@@ -187,7 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done != train_cfg.num_steps:
         _evaluate_and_keep_best(run, writer)
       if done % run.batches.steps_per_epoch == 0:
-        epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir)
+        epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir,
+                                                run.judge)
         if epoch_metrics:
           writer.write(done, 'epoch', epoch_metrics)
     _save(run)
@@ -233,6 +270,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     raise FileExistsError(f'{path} exists; refusing to overwrite it (pass another --output)')
   run = Run(config, workdir, training=False)
   try:
+    if not run.family.GENERATIVE:
+      raise config_checks.ConfigError(f'model {config.model.name!r} draws no samples')
     run.require_checkpoint(checkpoint)
     samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)
     np.savez_compressed(path, samples=np.asarray(samples, np.float32))
@@ -241,3 +280,34 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     return path
   finally:
     run.close()
+
+
+_classifiers: dict[pathlib.Path, Classifier] = {}   # loaded once per process (and compiled once)
+
+
+def digit_classifier(config: ml_collections.ConfigDict) -> Classifier:
+  """The digit classifier of `config`'s data, whose features every sample metric uses.
+
+  Trained by this loop into its own workdir (gen_jax.families.classifier) when that holds no
+  finished run, by one process while any other that needs it waits; then loaded from the loop's
+  checkpoint, once per process. A workdir holding a classifier of another recipe is refused.
+  """
+  recipe = classifier_family.recipe_config(config)
+  directory = classifier_family.workdir(config)
+  if directory.absolute() in _classifiers:
+    return _classifiers[directory.absolute()]
+  with checkpointing.exclusive(directory):
+    if not (directory / EVAL_JSON).exists():
+      logging.info('No digit classifier in %s; training one (%d steps)', directory,
+                   recipe.train.num_steps)
+      train_and_evaluate(recipe, directory)
+  run = Run(recipe, directory, training=False)
+  try:
+    run.require_checkpoint()
+    report = json.loads((directory / EVAL_JSON).read_text())
+    classifier = Classifier(run.family.network, jax.device_get(run.state.params),
+                            report['metrics']['holdout_accuracy'], config.data.name, directory)
+  finally:
+    run.close()
+  _classifiers[directory.absolute()] = classifier
+  return classifier

@@ -19,7 +19,7 @@ def load_config(name: str, argument: str | None = 'smoke'):
 
 def run_steps(family, state, batches, mesh, steps):
   """`steps` compiled train steps of `family` over `mesh`, from a copy of `state`."""
-  from gen_jax import parallel
+  from gen_jax.runtime import parallel
   step_fn = parallel.compile_train_step(family.train_step, mesh)
   state = parallel.replicate(jax.tree.map(jax.numpy.copy, state), mesh)
   for step in range(steps):
@@ -52,7 +52,7 @@ def smoke_config():
 @pytest.fixture(scope='session', autouse=True)
 def isolated_classifier_root(tmp_path_factory):
   """Digit classifiers trained by tests go to a temporary folder, not the checkout's runs/."""
-  from gen_jax import classifier
+  from gen_jax.families import classifier
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(classifier, 'DEFAULT_ROOT', tmp_path_factory.mktemp('classifiers'))
     yield

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import checkpointing, config_checks, metric_writers, train
+from gen_jax import train
+from gen_jax.runtime import checkpointing, config_checks, metric_writers
 from tests.conftest import load_config
 
 

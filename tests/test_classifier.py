@@ -1,4 +1,4 @@
-"""The digit classifier behind the sample metrics: training, saving, loading, rebuilding, caching."""
+"""The digit classifier behind the sample metrics: trained by the one loop, loaded, rebuilt, cached."""
 
 import json
 
@@ -6,8 +6,10 @@ import chex
 import numpy as np
 import pytest
 
-from gen_jax import classifier as classifier_lib
-from gen_jax import config_checks, data, sample_metrics
+from gen_jax import data, train
+from gen_jax.evaluation import reports, sample_metrics
+from gen_jax.families import classifier as classifier_family
+from gen_jax.runtime import checkpointing, config_checks, metric_writers
 from tests.conftest import load_config
 
 STEPS = 60
@@ -25,57 +27,63 @@ def trained(tmp_path_factory):
   directory = tmp_path_factory.mktemp('classifier')
   config = _config(directory)
   holdout = data.load(config.data).holdout
-  return config, classifier_lib.train(config), holdout
+  return config, train.digit_classifier(config), holdout
 
 
-def test_training_reaches_far_above_chance_and_saves_its_record(trained):
+def test_the_training_loop_trains_it_far_above_chance_into_its_workdir(trained):
   config, classifier, holdout = trained
-  info = json.loads((classifier.directory / classifier_lib.INFO_FILE).read_text())
-  assert info['holdout_accuracy'] == pytest.approx(classifier.accuracy(holdout))
-  assert info['holdout_accuracy'] > 0.6        # ten classes: chance is 0.1
-  assert info['num_train'] == 1438             # all of digits' training split, not max_examples
-  assert info['identity'] == json.loads(json.dumps(classifier_lib.identity(config)))
+  report = json.loads((classifier.directory / reports.EVAL_JSON).read_text())
+  assert report['model'] == 'classifier' and report['step'] == STEPS
+  assert report['metrics']['holdout_accuracy'] == pytest.approx(classifier.accuracy(holdout))
+  assert classifier.holdout_accuracy > 0.6       # ten classes: chance is 0.1
+  # The loop's own workdir: its config, checkpoints and metrics.
+  saved = json.loads((classifier.directory / checkpointing.RUN_CONFIG).read_text())
+  assert saved['data']['max_examples'] == 0      # all of the training split, not max_examples
+  assert (classifier.directory / checkpointing.CHECKPOINT_DIR / str(STEPS)).is_dir()
+  assert metric_writers.read_metrics(classifier.directory, 'train')
   features, probabilities = classifier.features_and_probabilities(holdout.images[:37])
-  chex.assert_shape(features, (37, classifier_lib.FEATURE_DIM))
+  chex.assert_shape(features, (37, classifier.model.feature_dim))
   chex.assert_shape(probabilities, (37, 10))
   np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
 
 
-def test_saved_classifier_loads_with_the_same_weights(trained):
-  _, classifier, holdout = trained
-  loaded = classifier_lib.load(classifier.directory)
-  assert loaded.fingerprint == classifier.fingerprint
+def test_saved_classifier_loads_once_with_the_same_weights(trained, monkeypatch):
+  config, classifier, holdout = trained
+  assert train.digit_classifier(config) is classifier   # loaded once per process
+  monkeypatch.setattr(train, '_classifiers', {})
+  loaded = train.digit_classifier(config)
+  assert loaded is not classifier and loaded.fingerprint == classifier.fingerprint
   chex.assert_trees_all_close(loaded.features(holdout.images[:50]),
                               classifier.features(holdout.images[:50]), atol=1e-6)
 
 
 def test_missing_classifier_is_rebuilt_identically(trained, tmp_path):
   _, classifier, _ = trained
-  rebuilt = classifier_lib.get_classifier(_config(tmp_path / 'rebuilt'))
-  assert (tmp_path / 'rebuilt' / classifier_lib.INFO_FILE).is_file()
+  rebuilt = train.digit_classifier(_config(tmp_path / 'rebuilt'))
+  assert (tmp_path / 'rebuilt' / reports.EVAL_JSON).is_file()
   assert rebuilt.fingerprint == classifier.fingerprint   # training is deterministic
-  assert classifier_lib.get_classifier(_config(tmp_path / 'rebuilt')) is rebuilt  # loaded once
 
 
-def test_classifier_of_another_recipe_is_refused(trained):
+def test_classifier_of_another_recipe_is_refused(trained, monkeypatch):
   _, classifier, _ = trained
-  with pytest.raises(config_checks.ConfigError, match='holds a classifier trained with'):
-    classifier_lib.get_classifier(_config(classifier.directory, steps=STEPS + 1))
+  monkeypatch.setattr(train, '_classifiers', {})
+  with pytest.raises(checkpointing.WorkdirMismatch, match='train.num_steps|holds a run'):
+    train.digit_classifier(_config(classifier.directory, steps=STEPS + 1))
 
 
 def test_default_directory_names_the_data_and_separates_recipes():
   full, smoke = load_config('vae', None), load_config('vae')
-  assert classifier_lib.classifier_dir(full).name.startswith('digits_28x28_')
-  assert classifier_lib.classifier_dir(full) != classifier_lib.classifier_dir(smoke)
+  assert classifier_family.workdir(full).name.startswith('digits_28x28_')
+  assert classifier_family.workdir(full) != classifier_family.workdir(smoke)
   smoke.data.max_examples = 7   # the classifier always trains on the whole training split
-  assert classifier_lib.classifier_dir(smoke) == classifier_lib.classifier_dir(load_config('vae'))
+  assert classifier_family.workdir(smoke) == classifier_family.workdir(load_config('vae'))
 
 
 def test_bad_classifier_fields_are_named():
   config = load_config('vae')
   config.eval.classifier_steps = 0
   with pytest.raises(config_checks.ConfigError, match='eval.classifier_steps'):
-    classifier_lib.validate(config)
+    train.validate(config)
 
 
 def test_real_features_are_cached_per_split_and_classifier(trained, monkeypatch):

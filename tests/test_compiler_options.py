@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gen_jax import compiler_options, parallel
+from gen_jax.cpu_speed import compiler_options
+from gen_jax.runtime import parallel
 
 
 @dataclasses.dataclass

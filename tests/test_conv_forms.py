@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gen_jax.nn import convolution, conv_forms
+from gen_jax.cpu_speed import convolution, conv_forms
 
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gen_jax.nn.conv_transpose import SubPixelConvTranspose
+from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose
 
 CASES = [
     # (input height, width, kernel, stride, padding)

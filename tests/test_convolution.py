@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from gen_jax.nn import convolution
+from gen_jax.cpu_speed import convolution
 
 DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 CASES = [  # input shape, kernel shape, strides, padding, rhs dilation

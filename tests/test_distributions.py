@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from gen_jax import distributions
+from gen_jax.objectives import distributions
 
 
 def test_bernoulli_log_likelihood_is_minus_binary_cross_entropy():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import adversarial_losses, latent_priors, lipschitz
+from gen_jax.objectives import adversarial_losses, latent_priors, lipschitz
 from gen_jax.models.gan import Discriminator
 
 REAL = jnp.array([0.0, 2.0])

@@ -11,7 +11,7 @@ import pytest
 # above glibc's largest mmap threshold, and prints how much of the heap is still mapped.
 _SCRIPT = textwrap.dedent('''
     import ctypes, sys
-    from gen_jax import host_memory
+    from gen_jax.cpu_speed import host_memory
     if sys.argv[1] == 'retain':
       assert host_memory.retain_freed_memory()
 

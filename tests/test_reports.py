@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from gen_jax import figures, reports
+from gen_jax.evaluation import figures, reports
 
 
 def _fake_run(workdir, model, fid, seconds):

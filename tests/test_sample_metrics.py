@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 from sklearn.datasets import load_digits
 
-from gen_jax import sample_metrics as sm
+from gen_jax.evaluation import sample_metrics as sm
 
 
 def _gaussian(rng, n, dim, shift=0.0, scale=1.0):

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import checkpointing, metric_writers, parallel, train
+from gen_jax import train
+from gen_jax.runtime import checkpointing, metric_writers, parallel
 from gen_jax.families.vae import VAEFamily
 from tests.conftest import load_config
 
@@ -105,7 +106,20 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
   chex.assert_tree_all_finite(_restore_params(config, tmp_path))
 
 
-def test_non_finite_parameters_are_never_saved():
-  tree = {'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf]), 'step': jnp.array(3)}
-  assert not bool(parallel.all_finite(tree))
-  assert bool(parallel.all_finite({'a': jnp.ones(3), 'step': jnp.array(3)}))
+def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
+  """Parameters turn NaN while every logged metric stays finite: the save path must refuse them."""
+  original = VAEFamily.train_step
+
+  def poisoned(self, state, batch, axis_name=None):
+    new_state, metrics = original(self, state, batch, axis_name)
+    # Only the update into step 12, a checkpoint step: its metrics (of the old parameters) are finite.
+    poison = jnp.where(state.step == 11, jnp.nan, 0.0)
+    return new_state.replace(params=jax.tree.map(lambda p: p + poison, new_state.params)), metrics
+
+  monkeypatch.setattr(VAEFamily, 'train_step', poisoned)
+  config = load_config('vae')   # checkpoints at steps 6 and 12
+  with pytest.raises(train.TrainingDiverged, match='parameters became NaN or infinite by step 12; not saving'):
+    train.train_and_evaluate(config, tmp_path)
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
+  chex.assert_tree_all_finite(_restore_params(config, tmp_path))
+  assert not bool(parallel.all_finite({'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf])}))

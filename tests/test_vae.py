@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import data, distributions, parallel
+from gen_jax import data
+from gen_jax.objectives import distributions
+from gen_jax.runtime import parallel
 from gen_jax.families.base import DataSpec
 from gen_jax.families.vae import VAEFamily, manifold_latents, traversal_latents
 from gen_jax.models.vae import VAE
@@ -83,41 +85,6 @@ def test_one_device_and_four_devices_give_the_same_steps(setup):
   chex.assert_trees_all_close(metrics_four, metrics_one, rtol=1e-5)
 
 
-def test_batch_split_into_parts_gives_the_whole_batch_loss_and_gradient(setup):
-  config, family, batches = setup
-  state = family.init_state(jax.random.PRNGKey(0))
-  x = jnp.asarray(batches(0)['image'][:8])
-
-  def loss_fn(params, x, rng):   # the ELBO at the posterior mean: no noise, so parts can match
-    del rng
-    mean, _ = family.model.apply({'params': params}, x, method=VAE.encode)
-    logits = family.model.apply({'params': params}, mean, method=VAE.decode)
-    nll = -distributions.bernoulli_log_likelihood(logits, x)
-    return jnp.mean(nll), nll
-
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  whole = grad_fn(state.params, x, jax.random.PRNGKey(1))
-  parts = jax.jit(lambda p, x: parallel.sliced_value_and_grad(grad_fn, p, x, jax.random.PRNGKey(1), 4))(
-      state.params, x)
-  chex.assert_trees_all_close(parts, whole, rtol=1e-5, atol=1e-5)
-  with pytest.raises(ValueError, match='a batch of 8 cannot be split into 3 equal parts'):
-    parallel.sliced_value_and_grad(grad_fn, state.params, x, jax.random.PRNGKey(1), 3)
-
-
-def test_microbatched_step_is_the_same_on_one_and_four_devices(setup):
-  config, _, batches = setup
-  config = config.copy_and_resolve_references()
-  config.train.microbatches = 2
-  family = VAEFamily(config, DataSpec((28, 28, 1), 10, batches.steps_per_epoch,
-                                      batches.steps_per_epoch * config.train.batch_size))
-  state = family.init_state(jax.random.PRNGKey(0))
-  one, metrics_one = run_steps(family, state, batches, parallel.make_mesh(1), 2)
-  four, metrics_four = run_steps(family, state, batches, parallel.make_mesh(4), 2)
-  chex.assert_trees_all_close(four.params, one.params, atol=1e-5, rtol=1e-5)
-  chex.assert_trees_all_close(metrics_four, metrics_one, rtol=1e-5)
-  chex.assert_tree_all_finite(metrics_one)
-
-
 def test_step_runs_under_pmap_and_keeps_replicas_in_sync(setup):
   config, family, batches = setup
   state = family.init_state(jax.random.PRNGKey(0))
@@ -149,10 +116,18 @@ def test_gaussian_likelihood_variant_trains(setup):
   family = VAEFamily(gaussian, DataSpec((28, 28, 1), 10, batches.steps_per_epoch,
                                         batches.steps_per_epoch * gaussian.train.batch_size))
   state = family.init_state(jax.random.PRNGKey(0))
-  terms = family.elbo_terms(state.params, jnp.asarray(batches(0)['image']), jax.random.PRNGKey(1))
-  expected_scale = 28 * 28 * (math.log(0.1) + 0.5 * math.log(2 * math.pi))
+  images = jnp.asarray(batches(0)['image'])
+  before = family.elbo_terms(state.params, images, jax.random.PRNGKey(1))
+  trained, metrics = run_steps(family, state, batches, parallel.make_mesh(1), 30)
+  after = family.elbo_terms(trained.params, images, jax.random.PRNGKey(1))
+  chex.assert_tree_all_finite((after, metrics))
   # -log N(x; mean, 0.1²) >= the normaliser's part, reached only when the mean is exact.
-  assert float(jnp.min(terms['reconstruction'])) >= expected_scale
+  floor = 28 * 28 * (math.log(0.1) + 0.5 * math.log(2 * math.pi))
+  assert float(jnp.min(after['reconstruction'])) >= floor
+  # Training on the Gaussian likelihood fits the images: the negative ELBO falls clearly.
+  before_bound = float(jnp.mean(before['reconstruction'] + before['kl']))
+  after_bound = float(jnp.mean(after['reconstruction'] + after['kl']))
+  assert after_bound < before_bound - 0.25 * abs(before_bound - floor), (before_bound, after_bound)
 
 
 @pytest.mark.slow

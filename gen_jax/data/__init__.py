@@ -8,7 +8,7 @@ tensorflow-datasets image dataset by name (e.g. `mnist`).
 
 from __future__ import annotations
 
-from gen_jax import config_checks
+from gen_jax.runtime import config_checks
 from gen_jax.data import sources, tfds_source
 from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches
 

@@ -1,9 +1,9 @@
 """Autoencoders: linear, MLP and convolutional; plain, denoising and sparse, all set by config.
 
 One family serves them all. `model.architecture` picks the encoder/decoder pair
-(gen_jax.models.autoencoders), `model.corruption` the noise put on the input of a denoising
-autoencoder (gen_jax.corruptions), `model.code_penalty` and `model.sparsity_weight` the sparsity
-term on the code (gen_jax.sparsity), `model.reconstruction_loss` how the output is compared with
+(gen_jax.models.autoencoder), `model.corruption` the noise put on the input of a denoising
+autoencoder (gen_jax.objectives.corruptions), `model.code_penalty` and `model.sparsity_weight` the sparsity
+term on the code (gen_jax.objectives.sparsity), `model.reconstruction_loss` how the output is compared with
 the clean image. Overcomplete codes are allowed; only these regularisers keep such a code from
 learning the identity.
 
@@ -28,10 +28,12 @@ import numpy as np
 import scipy.linalg
 from flax.training import train_state
 
-from gen_jax import (config_checks, corruptions, distributions, feature_probe, figures, image_quality,
-                     optimizers, parallel, pca, sample_metrics, sparsity)
+from gen_jax.evaluation import feature_probe, figures, image_quality
+from gen_jax.models import pca
+from gen_jax.objectives import corruptions, distributions, sparsity
+from gen_jax.runtime import config_checks, optimizers, parallel
 from gen_jax.families.base import ModelFamily
-from gen_jax.models import autoencoders
+from gen_jax.models import autoencoder
 
 # Decay of the moving averages of the code's mean and covariance, used by `sample`.
 CODE_EMA_DECAY = 0.99
@@ -71,7 +73,7 @@ class AutoencoderFamily(ModelFamily):
 
   @classmethod
   def validate(cls, config) -> None:
-    architecture = config_checks.require_choice(config, 'model.architecture', autoencoders.ARCHITECTURES)
+    architecture = config_checks.require_choice(config, 'model.architecture', autoencoder.ARCHITECTURES)
     config_checks.require_int(config, 'model.code_dim', minimum=1)
     if architecture == 'conv':
       features = config_checks.require_positive_ints(config, 'model.conv_features')
@@ -82,7 +84,7 @@ class AutoencoderFamily(ModelFamily):
             f'{len(features)} stride-2 layers (model.conv_features={features}) need a multiple of {scale}')
     if architecture == 'mlp':
       config_checks.require_positive_ints(config, 'model.hidden_dims', allow_empty=True)
-    activation = config_checks.require_choice(config, 'model.code_activation', autoencoders.CODE_ACTIVATIONS)
+    activation = config_checks.require_choice(config, 'model.code_activation', autoencoder.CODE_ACTIVATIONS)
     config_checks.require_choice(config, 'model.reconstruction_loss', RECONSTRUCTION_LOSSES)
     penalty = config_checks.require_choice(config, 'model.code_penalty', sparsity.PENALTIES)
     config_checks.require_number(config, 'model.sparsity_weight', low=0)
@@ -99,7 +101,9 @@ class AutoencoderFamily(ModelFamily):
 
   def __init__(self, config, spec):
     super().__init__(config, spec)
-    self.model = autoencoders.build(config.model, spec.image_shape)
+    m = config.model
+    self.model = autoencoder.build(m.architecture, m.code_dim, m.code_activation, spec.image_shape,
+                                   hidden_dims=tuple(m.hidden_dims), conv_features=tuple(m.conv_features))
     self.reconstruction = RECONSTRUCTION_LOSSES[config.model.reconstruction_loss]
     self.penalty = sparsity.PENALTIES[config.model.code_penalty]
     self.denoising = config.model.corruption.name != 'none'
@@ -114,7 +118,7 @@ class AutoencoderFamily(ModelFamily):
   def init_state(self, rng: jax.Array) -> AutoencoderState:
     x = jnp.zeros((1,) + self.spec.image_shape, jnp.float32)
     params = jax.jit(self.model.init)(rng, x)['params']
-    tx = optimizers.build(self.config.optim, self.spec.steps_per_epoch)
+    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch)
     code_dim = self.config.model.code_dim
     return AutoencoderState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                    code_mean=jnp.zeros((code_dim,)), code_cov=jnp.zeros((code_dim, code_dim)))
@@ -124,7 +128,7 @@ class AutoencoderFamily(ModelFamily):
     m = self.config.model
     output, code = self.model.apply({'params': params}, noisy)
     reconstruction = self.reconstruction.per_example(output, clean)
-    penalty = self.penalty(code, m, axis_name)
+    penalty = self.penalty(code, m.sparsity_target, axis_name)
     return jnp.mean(reconstruction) + m.sparsity_weight * penalty, (reconstruction, penalty, code)
 
   def train_step(self, state, batch, axis_name=None):
@@ -149,10 +153,10 @@ class AutoencoderFamily(ModelFamily):
   # Evaluation ----------------------------------------------------------------------------------
 
   def encode(self, params, x: jax.Array) -> jax.Array:
-    return self.model.apply({'params': params}, x, method=autoencoders.Autoencoder.encode)
+    return self.model.apply({'params': params}, x, method=autoencoder.Autoencoder.encode)
 
   def corrupt(self, rng: jax.Array, clean: jax.Array) -> jax.Array:
-    return corruptions.corrupt(rng, clean, self.config.model.corruption)
+    return corruptions.corrupt(rng, clean, **self.config.model.corruption)
 
   def reconstruct(self, params, noisy: jax.Array) -> jax.Array:
     """The output image (in [0, 1]) for an input."""
@@ -191,7 +195,7 @@ class AutoencoderFamily(ModelFamily):
     pca_model = pca.fit(dataset.train.images, n_components=rank)
     if self.config.model.architecture == 'linear' and rank == self.config.model.code_dim:
       angles = np.degrees(scipy.linalg.subspace_angles(
-          np.asarray(autoencoders.decoder_kernel(params)).T, np.asarray(pca_model.components).T))
+          np.asarray(autoencoder.decoder_kernel(params)).T, np.asarray(pca_model.components).T))
       metrics['pca_subspace_max_angle_deg'] = float(angles.max())
       metrics['pca_subspace_mean_angle_deg'] = float(angles.mean())
     if feature_probe.can_probe(probe_train.labels, dataset.holdout.labels):
@@ -203,9 +207,18 @@ class AutoencoderFamily(ModelFamily):
       feature_probe.write_table(results, len(probe_train), len(dataset.holdout), out_dir)
       metrics.update(feature_probe.as_metrics(results))
     self.write_figures(state, dataset.holdout, holdout_codes, out_dir, figure_rng, sample_rng)
-    metrics.update(sample_metrics.evaluate_samples(self, state, dataset.holdout,
-                                                   jax.random.fold_in(sample_rng, 1)))
     return metrics
+
+  def metric_names(self) -> set[str]:
+    names = {'reconstruction_loss', 'output_mse', 'output_psnr', 'code_sparsity', 'code_l1'}
+    if self.denoising:
+      names |= {'noisy_input_psnr', 'psnr_gain'}
+    if (self.config.model.architecture == 'linear'
+        and self.config.model.code_dim <= np.prod(self.spec.image_shape)):
+      names |= {'pca_subspace_max_angle_deg', 'pca_subspace_mean_angle_deg'}
+    if self.spec.num_classes >= 2:
+      names |= feature_probe.metric_names(('raw', 'pca', 'autoencoder'))
+    return names
 
   def write_figures(self, state, holdout, codes: np.ndarray, out_dir: pathlib.Path,
                     figure_rng, sample_rng) -> None:
@@ -235,7 +248,7 @@ class AutoencoderFamily(ModelFamily):
     # The covariance is positive semi-definite; rounding can leave tiny negative eigenvalues.
     scales = jnp.sqrt(jnp.maximum(eigenvalues, 0.0))
     codes = code_mean + (jax.random.normal(rng, (num, code_mean.shape[0])) * scales) @ eigenvectors.T
-    output = self.model.apply({'params': params}, codes, method=autoencoders.Autoencoder.decode)
+    output = self.model.apply({'params': params}, codes, method=autoencoder.Autoencoder.decode)
     return self.reconstruction.image(output)
 
   def sample(self, state, rng, num: int) -> np.ndarray:

@@ -11,7 +11,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from gen_jax.evaluation import Evaluator
+from gen_jax.evaluation.evaluator import Evaluator
+from gen_jax.evaluation.sample_metrics import SampleJudge
 
 Metrics = dict[str, jax.Array]
 
@@ -40,9 +41,9 @@ class ModelFamily(abc.ABC):
   `jax.pmap` when given the pmap axis name.
   """
 
-  # Whether train_step honours config.train.microbatches (parallel.sliced_value_and_grad): only
-  # for losses that are means over independent examples, so not with BatchNorm or batch PCA.
-  SPLITS_BATCHES = False
+  # Whether the model draws samples: the training loop then measures their quality (FID, …)
+  # at every evaluation, with the names of sample_metrics.SAMPLE_QUALITY_METRICS.
+  GENERATIVE = True
 
   def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
     self.config = config
@@ -51,6 +52,11 @@ class ModelFamily(abc.ABC):
   @classmethod
   def validate(cls, config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for model fields the family cannot use; runs before any data is read."""
+
+  @abc.abstractmethod
+  def metric_names(self) -> set[str]:
+    """The names `evaluate` reports (without the sample-quality ones the loop adds): what
+    `train.best_metric` may name, checked before training."""
 
   @abc.abstractmethod
   def init_state(self, rng: jax.Array) -> Any:
@@ -70,7 +76,14 @@ class ModelFamily(abc.ABC):
   def sample(self, state: Any, rng: jax.Array, num: int) -> np.ndarray:
     """`num` samples, (num, H, W, C) floats in [0, 1]."""
 
-  def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path) -> dict[str, float] | None:
+  def evaluation_samples(self, state: Any, rng: jax.Array,
+                         num: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples whose quality an evaluation measures, and the class each was asked to be
+    (a conditional model, every class in turn; None for an unconditional one)."""
+    return self.sample(state, rng, num), None
+
+  def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path,
+                   judge: SampleJudge) -> dict[str, float] | None:
     """Hook for per-epoch pictures (GAN sample grids, for example); the scalars it returns are
     written to the run's metrics under the split 'epoch'."""
 

@@ -1,15 +1,14 @@
 """GANs: one family for the fully connected GAN, DCGAN, LSGAN, conditional GAN, WGAN and WGAN-GP.
 
 The six differ only in their config: the two networks (gen_jax.models.gan), the adversarial loss
-(gen_jax.adversarial_losses), the latent prior (gen_jax.latent_priors), the number of critic
-steps per generator step and the critic's Lipschitz constraint (gen_jax.lipschitz). They share
+(gen_jax.objectives.adversarial_losses), the latent prior (gen_jax.objectives.latent_priors), the number of critic
+steps per generator step and the critic's Lipschitz constraint (gen_jax.objectives.lipschitz). They share
 this one training step:
 
 1. `n_critic` critic updates. Each draws fresh noise and a fresh fake batch; all of them see the
    step's one real batch (the training loop hands a step one batch, and splitting it would shrink
    every critic batch). The updates are unrolled rather than a `lax.scan`: inside a loop XLA's
-   CPU backend runs convolutions through its slow generic emitter, and WGAN-GP's step (n_critic 5)
-   took 3.7 s instead of 1.05 s.
+   CPU backend runs convolutions through its slow generic emitter (PERFORMANCE.md).
 2. One generator update, on the fake batch of the last critic update: the generator's forward
    pass runs once, under `jax.vjp`, and its pull-back turns the loss gradient with respect to the
    fake images (through the freshly updated critic) into parameter gradients. This is exactly the
@@ -38,12 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 from flax import struct
 from PIL import Image
 
-from gen_jax import (adversarial_losses, classifier, config_checks, figures, latent_priors,
-                     lipschitz, metric_writers, optimizers, parallel, sample_metrics)
+from gen_jax.evaluation import figures
+from gen_jax.objectives import adversarial_losses, latent_priors, lipschitz
+from gen_jax.runtime import config_checks, metric_writers, optimizers, parallel
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.gan import Discriminator, Generator
 
@@ -192,10 +191,11 @@ class GANFamily(ModelFamily):
     x = jnp.zeros((2,) + self.spec.image_shape)
     steps = self.spec.steps_per_epoch
     generator = Player.create(self.generator.init(g_rng, z, condition, train=False),
-                              optimizers.build(self.config.optim_g, steps))
+                              optimizers.build(**self.config.optim_g, steps_per_epoch=steps))
     # The critic's schedule counts its own updates: n_critic per step.
     critic = Player.create(self.critic.init(d_rng, x, condition, train=False),
-                           optimizers.build(self.config.optim_d, steps * self.config.model.n_critic))
+                           optimizers.build(**self.config.optim_d,
+                                            steps_per_epoch=steps * self.config.model.n_critic))
     return GANState(step=jnp.zeros((), jnp.int32), generator=generator, critic=critic)
 
   def critic_update(self, critic_net: Discriminator, critic: Player, real: jax.Array, fake: jax.Array,
@@ -314,25 +314,16 @@ class GANFamily(ModelFamily):
 
   # Monitoring ----------------------------------------------------------------------------------
 
-  def class_balance(self, state: GANState, rng: jax.Array, num: int) -> dict[str, float]:
-    """Mode collapse in numbers: the digit classifier's class histogram of `num` samples, its
-    entropy (log K when every class is drawn evenly, 0 when one class is) and largest share."""
-    digits = classifier.get_classifier(self.config)
-    histogram = sample_metrics.class_histogram(digits.probabilities(
-        self.sample(state, rng, num, self.balanced_labels(num))))
-    metrics = {'class_entropy': sample_metrics.entropy(histogram),
-               'class_max_fraction': float(histogram.max())}
-    metrics.update({f'class_{k}_fraction': float(v) for k, v in enumerate(histogram)})
-    return metrics
-
-  def on_epoch_end(self, state: GANState, epoch: int, workdir: pathlib.Path) -> dict[str, float]:
-    """Writes the fixed-noise grid of this epoch; returns the samples' class balance."""
+  def on_epoch_end(self, state: GANState, epoch: int, workdir: pathlib.Path, judge) -> dict[str, float]:
+    """Writes the fixed-noise grid of this epoch; returns the class balance (mode collapse in
+    numbers) of `eval.epoch_samples` samples, every class in turn for a conditional model."""
     figures.save_image_grid(self.fixed_grid(state),
                             pathlib.Path(workdir) / SAMPLES_DIR / f'epoch_{epoch:04d}.png',
                             columns=GRID_COLUMNS, scale=GRID_SCALE)
     if not self.config.eval.epoch_samples:
       return {}
-    return self.class_balance(state, self.monitor_rng, self.config.eval.epoch_samples)
+    num = self.config.eval.epoch_samples
+    return judge.class_balance(self.sample(state, self.monitor_rng, num, self.balanced_labels(num)))
 
   def on_train_end(self, workdir: pathlib.Path) -> None:
     """The epoch grids as one GIF, and the training curves as PNG."""
@@ -362,19 +353,21 @@ class GANFamily(ModelFamily):
                                condition, train=False)
     return {'d_holdout': jax.nn.sigmoid(scores) if self.loss.probabilistic else scores}
 
+  def metric_names(self) -> set[str]:
+    # A conditional model's samples are also scored on being the class they were asked to be.
+    return {'d_holdout', 'class_match'} if self.num_classes else {'d_holdout'}
+
+  def evaluation_samples(self, state: GANState, rng: jax.Array,
+                         num: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Samples of every class in turn for a conditional model (with those classes), unconditional
+    ones otherwise."""
+    labels = self.balanced_labels(num)
+    return self.sample(state, rng, num, labels), labels
+
   def evaluate(self, state, dataset, evaluator, out_dir: pathlib.Path, rng) -> dict[str, Any]:
-    """Sample quality against the held-out images (FID, KID, precision/recall, class balance, …),
-    the critic's mean output on them, and the sample grid."""
-    sample_rng, score_rng = jax.random.split(rng)
+    """The critic's mean output on the held-out images, and the fixed-noise sample grid."""
     holdout = dataset.holdout
     if self.num_classes and not holdout.has_labels:
       raise ValueError('a conditional GAN is evaluated on labelled held-out images')
-    metrics = evaluator.mean(self._holdout_scores, state, holdout, score_rng)
-    num = sample_metrics.num_samples(self.config, len(holdout))
-    samples = self.sample(state, sample_rng, num, self.balanced_labels(num))
-    metrics.update(sample_metrics.sample_quality(classifier.get_classifier(self.config), samples,
-                                                 holdout, seed=self.config.seed))
     figures.save_image_grid(self.fixed_grid(state), out_dir / 'samples.png', columns=GRID_COLUMNS)
-    logging.info('%s: FID %.3f, class entropy %.3f', self.config.model.name, metrics['fid'],
-                 metrics['class_entropy'])
-    return metrics
+    return evaluator.mean(self._holdout_scores, state, holdout, rng)

@@ -1,6 +1,6 @@
 """PCA as a model family: one streamed pass over the training data, then an eigendecomposition.
 
-Training accumulates the covariance's sufficient statistics (gen_jax.pca.CovarianceStats), batch
+Training accumulates the covariance's sufficient statistics (gen_jax.models.pca.CovarianceStats), batch
 by batch, in the shared training loop, so the state is checkpointed and resumed like any model's
 and the data never need to fit in memory at once. Only the first epoch is accumulated (later steps
 leave the statistics as they are), so each training example counts exactly once; the loop's
@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax import config_checks, feature_probe, figures, image_quality, pca, sample_metrics
+from gen_jax.evaluation import feature_probe, figures, image_quality
+from gen_jax.models import pca
+from gen_jax.runtime import config_checks
 from gen_jax.families.base import ModelFamily
 
 SHOWN_EXAMPLES = 12
@@ -151,8 +153,16 @@ class PCAFamily(ModelFamily):
     metrics['holdout_psnr'] = float(jnp.mean(image_quality.psnr_from_mse(residual[:, k - 1])))
     self.write_figures(full, kept, dataset.holdout, projected['coordinates'], out_dir)
     metrics.update(self.probe_features(kept, dataset, out_dir))
-    metrics.update(sample_metrics.evaluate_samples(self, state, dataset.holdout, rng))
     return metrics
+
+  def metric_names(self) -> set[str]:
+    names = {'fitted_examples', 'num_components', 'explained_variance_ratio', 'total_variance',
+             'holdout_psnr'}
+    # The kept count is known only after the fit: any count may appear.
+    names |= {f'holdout_mse_{count}_components' for count in range(1, self.dim + 1)}
+    if self.spec.num_classes >= 2:
+      names |= feature_probe.metric_names(('raw', 'pca'))
+    return names
 
   def probe_features(self, kept: pca.PCA, dataset, out_dir: pathlib.Path) -> dict[str, float]:
     train = dataset.train.take(self.config.eval.probe_max_train)

@@ -13,7 +13,9 @@ import numpy as np
 from flax.training import train_state
 from scipy import stats
 
-from gen_jax import config_checks, distributions, figures, optimizers, parallel, sample_metrics
+from gen_jax.evaluation import figures
+from gen_jax.objectives import distributions
+from gen_jax.runtime import config_checks, optimizers, parallel
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.vae import VAE
 
@@ -22,8 +24,6 @@ LIKELIHOODS = ('bernoulli', 'gaussian')
 
 class VAEFamily(ModelFamily):
   """The convolutional VAE of the course assignment; `model.beta` > 1 gives the beta-VAE."""
-
-  SPLITS_BATCHES = True
 
   @classmethod
   def validate(cls, config) -> None:
@@ -80,7 +80,7 @@ class VAEFamily(ModelFamily):
   def init_state(self, rng: jax.Array) -> train_state.TrainState:
     x = jnp.zeros((1,) + self.spec.image_shape, jnp.float32)
     params = self.model.init(rng, x, rng)['params']
-    tx = optimizers.build(self.config.optim, self.spec.steps_per_epoch)
+    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch)
     return train_state.TrainState.create(apply_fn=self.model.apply, params=params, tx=tx)
 
   def train_step(self, state, batch, axis_name=None):
@@ -92,9 +92,7 @@ class VAEFamily(ModelFamily):
       terms = self.elbo_terms(params, x, rng)
       return jnp.mean(terms['reconstruction'] + beta * terms['kl']), terms
 
-    (loss, terms), grads = parallel.sliced_value_and_grad(
-        jax.value_and_grad(loss_fn, has_aux=True), state.params, x, rng,
-        self.config.train.microbatches)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, rng)
     grads = parallel.cross_replica_mean(grads, axis_name)
     metrics = {'loss': loss, 'reconstruction': jnp.mean(terms['reconstruction']),
                'kl': jnp.mean(terms['kl']),
@@ -127,9 +125,10 @@ class VAEFamily(ModelFamily):
     metrics['neg_elbo_bits_per_dim'] = metrics['neg_elbo'] / (num_pixels * math.log(2))
     posterior = evaluator.collect(self._posterior, state, dataset.holdout, rng)
     self.write_figures(state, dataset.holdout, posterior, out_dir, rng)
-    metrics.update(sample_metrics.evaluate_samples(self, state, dataset.holdout,
-                                                   jax.random.fold_in(rng, 1)))
     return metrics
+
+  def metric_names(self) -> set[str]:
+    return {'neg_elbo', 'reconstruction', 'kl', 'iwae_nll', 'iwae_samples', 'neg_elbo_bits_per_dim'}
 
   def write_figures(self, state, holdout, posterior, out_dir: pathlib.Path, rng) -> None:
     params = jax.device_get(state.params)

@@ -5,7 +5,7 @@ fully connected GAN: z → 512 → 512 → 784) or a dense layer to a small feat
 stride-2 4×4 transposed convolutions (DCGAN: z → 128×7×7 → 64×14×14 → 1×28×28).
 Discriminator: stride-2 4×4 convolutions with LeakyReLU(0.2) (BatchNorm from the second on), then
 dense blocks with LeakyReLU, then one score; with no convolutions it is a fully connected critic.
-Its convolutions are `gen_jax.nn.convolution`'s, whose second derivatives (WGAN-GP's penalty) XLA's
+Its convolutions are `gen_jax.cpu_speed.convolution`'s, whose second derivatives (WGAN-GP's penalty) XLA's
 CPU backend runs fast.
 
 A conditional model gets one-hot class labels: concatenated to z in the generator, and to the
@@ -26,8 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gen_jax.nn import convolution
-from gen_jax.nn.conv_transpose import SubPixelConvTranspose
+from gen_jax.cpu_speed import convolution
+from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose
 
 LEAKY_SLOPE = 0.2
 # stride-2 4×4 (transposed) convolutions with PyTorch's padding=1: each doubles (halves) the size.

@@ -8,9 +8,9 @@ import chex
 import flax.linen as nn
 import jax
 
-from gen_jax.distributions import reparameterize
-from gen_jax.nn import convolution
-from gen_jax.nn.conv_transpose import SubPixelConvTranspose
+from gen_jax.objectives.distributions import reparameterize
+from gen_jax.cpu_speed import convolution
+from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose
 
 
 class Encoder(nn.Module):

@@ -12,7 +12,7 @@ import os
 import pathlib
 from typing import Any, Sequence
 
-from gen_jax import metric_writers
+from gen_jax.runtime import metric_writers
 
 EVAL_JSON = 'eval.json'
 EVAL_MARKDOWN = 'eval.md'

@@ -1,9 +1,8 @@
 """Exact rewrites of convolutions that XLA's CPU backend computes slowly.
 
-XLA's CPU convolutions are slow when one side of the map is narrow (a 1-channel image into 32
-features ran at a quarter of PyTorch's speed, and a 32→1 output layer's forward pass took as long
-as its kernel gradient), and a strided convolution's input gradient, which XLA computes by
-convolving the zero-dilated output gradient, took twice its forward pass. These forms compute the
+XLA's CPU convolutions are slow when one side of the map is narrow (a 1-channel first layer, a
+1-feature output layer), and on a strided convolution's input gradient, which XLA computes by
+convolving the zero-dilated output gradient (PERFORMANCE.md has the per-pass figures). These forms compute the
 same maps as elementwise loops, matrix products and stride-1 convolutions:
 
 - broadcast: for maps from one feature, the sum over the k×k taps of the input's shifted window
@@ -14,7 +13,7 @@ same maps as elementwise loops, matrix products and stride-1 convolutions:
   (k·k·in, out) matrix. Used for its transpose, which has the taps structure.
 - phases: a stride-s convolution as the sum of s×s stride-1 convolutions, one per input phase
   with that phase's taps. Used for its transpose: stride-1 input gradients whose results
-  interleave (the sub-pixel form of `gen_jax.nn.conv_transpose`).
+  interleave (the sub-pixel form of `gen_jax.cpu_speed.conv_transpose`).
 
 A wide layer's kernel gradient stays XLA's convolution, but on images of 28×28 or more it is summed
 over chunks of 8 images, which XLA's CPU backend computes faster than the whole batch at once.
@@ -179,8 +178,8 @@ def input_gradient_form(geometry_: Geometry | None, rhs_shape) -> Form | None:
   few input features gets its input gradient (a map to few features) as the patches form's
   transpose, and a layer with one output feature (a map from one feature) as the taps form's.
   Other strided layers whose kernel is not a multiple of the stride get theirs as stride-1
-  convolutions, the phases form's transpose (3×3 stride 2, 32→64 on 28×28, batch 64: 5.6 → 3.4
-  ms); where it is (the DCGAN critic's 4×4 stride 2), XLA's own measured as fast.
+  convolutions, the phases form's transpose; where it is (the DCGAN critic's 4×4 stride 2), XLA's
+  own measured as fast.
   """
   if geometry_ is None or not _rewriting():
     return None
@@ -198,9 +197,9 @@ def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape) -> int:
   """How many equal batch chunks a layer's kernel gradient is summed over (1: in one piece).
 
   XLA's CPU kernel gradient of a wide layer on 28×28 images ran faster as a sum over chunks of 8
-  images than in one convolution (experiments/conv_pass_times.py, batch 64: 3×3 32→32 11.0 → 8.4
-  ms, 3×3 stride-2 32→64 6.3 → 4.7 ms), and no faster on smaller images (the DCGAN critic's 14×14
-  layer), for narrow layers, or in chunks of 4 (whole VAE steps, experiments/step_times.py).
+  images than in one convolution (experiments/conv_pass_times.py), and no faster on smaller images
+  (the DCGAN critic's 14×14 layer), for narrow layers, or in chunks of 4 (experiments/step_times.py;
+  figures in PERFORMANCE.md).
   """
   if geometry_ is None or not _rewriting():
     return 1

@@ -5,7 +5,7 @@ Encoders and decoders come in matching pairs, by name (`ARCHITECTURES`):
   principal subspace of the data (the course material's link between autoencoders and PCA);
 - `mlp`: dense layers with ReLU between them (none: a single-layer encoder and decoder);
 - `conv`: 3×3 stride-2 convolutions down to a dense bottleneck, and stride-2 transposed
-  convolutions back up (sub-pixel form, see gen_jax.nn.conv_transpose).
+  convolutions back up (sub-pixel form, see gen_jax.cpu_speed.conv_transpose).
 The decoder returns the raw output (pixel values or logits); the family's reconstruction loss
 says how to read it. The code may be larger than the image (overcomplete).
 """
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.nn import convolution
-from gen_jax.nn.conv_transpose import SubPixelConvTranspose
+from gen_jax.cpu_speed import convolution
+from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose
 
 CODE_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'linear': lambda z: z,
@@ -95,21 +95,27 @@ class ConvDecoder(nn.Module):
     return SubPixelConvTranspose(channels, (3, 3), strides=2, padding='SAME', name='output')(h)
 
 
-def linear_pair(model_cfg, image_shape):
-  return (DenseEncoder((), model_cfg.code_dim), DenseDecoder((), image_shape))
+def linear_pair(code_dim: int, hidden_dims: Sequence[int], conv_features: Sequence[int],
+                image_shape: tuple[int, int, int]):
+  del hidden_dims, conv_features
+  return DenseEncoder((), code_dim), DenseDecoder((), image_shape)
 
 
-def mlp_pair(model_cfg, image_shape):
-  hidden = tuple(model_cfg.hidden_dims)
-  return (DenseEncoder(hidden, model_cfg.code_dim), DenseDecoder(tuple(reversed(hidden)), image_shape))
+def mlp_pair(code_dim: int, hidden_dims: Sequence[int], conv_features: Sequence[int],
+             image_shape: tuple[int, int, int]):
+  del conv_features
+  hidden = tuple(hidden_dims)
+  return DenseEncoder(hidden, code_dim), DenseDecoder(tuple(reversed(hidden)), image_shape)
 
 
-def conv_pair(model_cfg, image_shape):
-  features = tuple(model_cfg.conv_features)
-  return (ConvEncoder(features, model_cfg.code_dim), ConvDecoder(features, image_shape))
+def conv_pair(code_dim: int, hidden_dims: Sequence[int], conv_features: Sequence[int],
+              image_shape: tuple[int, int, int]):
+  del hidden_dims
+  features = tuple(conv_features)
+  return ConvEncoder(features, code_dim), ConvDecoder(features, image_shape)
 
 
-# Architecture name → builder of its (encoder, decoder) from the model config and image shape.
+# Architecture name → builder of its (encoder, decoder) from the layer sizes and image shape.
 ARCHITECTURES = {'linear': linear_pair, 'mlp': mlp_pair, 'conv': conv_pair}
 
 
@@ -139,11 +145,12 @@ class Autoencoder(nn.Module):
     return out
 
 
-def build(model_cfg, image_shape: tuple[int, int, int]) -> Autoencoder:
-  """The autoencoder `model_cfg.architecture` names, for images of `image_shape`."""
-  encoder, decoder = ARCHITECTURES[model_cfg.architecture](model_cfg, tuple(image_shape))
-  return Autoencoder(encoder, decoder, model_cfg.code_activation, model_cfg.code_dim,
-                     tuple(image_shape))
+def build(architecture: str, code_dim: int, code_activation: str, image_shape: tuple[int, int, int],
+          hidden_dims: Sequence[int] = (), conv_features: Sequence[int] = ()) -> Autoencoder:
+  """The autoencoder `architecture` names, for images of `image_shape`."""
+  image_shape = tuple(image_shape)
+  encoder, decoder = ARCHITECTURES[architecture](code_dim, hidden_dims, conv_features, image_shape)
+  return Autoencoder(encoder, decoder, code_activation, code_dim, image_shape)
 
 
 def decoder_kernel(params) -> jnp.ndarray:

@@ -1,7 +1,7 @@
 """Sample-quality metrics of generated images against held-out real ones, in one feature space.
 
 Every model is measured the same way: its samples and the held-out real images go through the
-project's digit classifier (gen_jax.classifier); its penultimate features and class probabilities
+project's digit classifier (gen_jax.evaluation.digit_classifier); its penultimate features and class probabilities
 feed the metrics below, the MNIST-scale counterpart of Inception features.
 
 - FID: Fréchet distance between Gaussians fitted to the two feature sets.
@@ -16,8 +16,7 @@ draws them from the rows put in a canonical order first, so a permutation of the
 the same value, and a seed fixes the draw. Real-data features are computed once per dataset,
 split and classifier and cached on disk beside the classifier.
 
-A model family's `evaluate` adds its sample-quality report with one call:
-`metrics.update(sample_metrics.evaluate_samples(self, state, dataset.holdout, rng))`.
+The training loop measures every generative model's samples through one `SampleJudge`.
 """
 
 from __future__ import annotations
@@ -26,13 +25,12 @@ import dataclasses
 import hashlib
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 import chex
-import jax
 import numpy as np
 
-from gen_jax import classifier as classifier_lib
+from gen_jax.evaluation import digit_classifier as classifier_lib
 from gen_jax.data import Split
 
 # k of the k-NN balls: 3 for precision/recall (Kynkäänniemi et al. 2019), 5 for density/coverage
@@ -285,8 +283,11 @@ def reference_for(classifier: classifier_lib.Classifier, split: Split,
 
 
 def sample_quality(classifier: classifier_lib.Classifier, samples: np.ndarray, real: Split,
-                   seed: int = 0, split_name: str = 'holdout') -> dict[str, Any]:
-  """All sample-quality metrics of `samples` ((N, H, W, C) in [0, 1]) against the real images."""
+                   seed: int = 0, split_name: str = 'holdout',
+                   asked_classes: np.ndarray | None = None) -> dict[str, Any]:
+  """All sample-quality metrics of `samples` ((N, H, W, C) in [0, 1]) against the real images;
+  with `asked_classes` (a conditional model's), also `class_match`, the fraction of samples the
+  classifier assigns to the class each was asked to be."""
   chex.assert_equal_shape_suffix([samples, real.images], 3)
   low, high = float(np.min(samples)), float(np.max(samples))
   if low < -1e-3 or high > 1 + 1e-3:
@@ -295,20 +296,47 @@ def sample_quality(classifier: classifier_lib.Classifier, samples: np.ndarray, r
   features, probabilities = classifier.features_and_probabilities(samples)
   report = compare(reference_for(classifier, real, split_name), features, probabilities, seed)
   report['classifier_accuracy'] = classifier.holdout_accuracy   # which instrument measured it
+  if asked_classes is not None:
+    chex.assert_shape(asked_classes, (len(samples),))
+    report['class_match'] = float(np.mean(np.argmax(probabilities, axis=-1) == asked_classes))
   return report
 
 
-def num_samples(config, num_real: int) -> int:
-  """How many samples to measure: config.eval.num_samples, or as many as real images when 0."""
-  return config.eval.num_samples or num_real
+def class_balance(probabilities: np.ndarray) -> dict[str, float]:
+  """Mode collapse in numbers: the class histogram's entropy (log K when every class is drawn
+  evenly, 0 when one class is), its largest share and every class's share."""
+  histogram = class_histogram(probabilities)
+  metrics = {'class_entropy': entropy(histogram), 'class_max_fraction': float(histogram.max())}
+  metrics.update({f'class_{k}_fraction': float(v) for k, v in enumerate(histogram)})
+  return metrics
 
 
-def evaluate_samples(family, state: Any, real: Split, rng: jax.Array) -> dict[str, Any]:
-  """A model family's sample-quality report: draws its samples and measures them against `real`.
+class SampleJudge:
+  """The one place samples are judged: sample quality at evaluation, class balance during training.
 
-  The one call a family's `evaluate` makes; the classifier is loaded, or trained when missing.
+  Takes the digit classifier from `classifier`, a function called on first use (which may train
+  it), so that a run that never judges samples never needs one.
   """
-  digits = classifier_lib.get_classifier(family.config)
-  samples = np.asarray(family.sample(state, rng, num_samples(family.config, len(real))))
-  return sample_quality(digits, samples, real, seed=family.config.seed)
 
+  def __init__(self, classifier: Callable[[], classifier_lib.Classifier], seed: int):
+    self._classifier = classifier
+    self.seed = seed
+
+  def quality(self, samples: np.ndarray, real: Split,
+              asked_classes: np.ndarray | None = None) -> dict[str, Any]:
+    """Every metric of `SAMPLE_QUALITY_METRICS` for samples against the real images (and
+    `class_match` for samples asked to be given classes)."""
+    return sample_quality(self._classifier(), np.asarray(samples), real, seed=self.seed,
+                          asked_classes=asked_classes)
+
+  def class_balance(self, samples: np.ndarray) -> dict[str, float]:
+    return class_balance(self._classifier().probabilities(np.asarray(samples)))
+
+
+# The names `sample_quality` reports (a model's evaluation adds them to its own): scalars, and
+# the class histogram.
+SAMPLE_QUALITY_SCALARS = frozenset({
+    'fid', 'kid', 'kid_std', 'precision', 'recall', 'density', 'coverage', 'inception_score',
+    'inception_score_std', 'class_entropy', 'real_class_entropy', 'class_tv_distance',
+    'num_samples', 'num_real', 'classifier_accuracy'})
+SAMPLE_QUALITY_METRICS = SAMPLE_QUALITY_SCALARS | {'class_histogram'}

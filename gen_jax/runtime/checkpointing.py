@@ -9,23 +9,30 @@ touched.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import math
 import pathlib
-from typing import Any
+import shutil
+import time
+from typing import Any, Iterator
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
-from gen_jax import config_checks
+from gen_jax.runtime import config_checks
 
 RUN_CONFIG = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 # Fields a resumed run may change: they set the run's length and its reporting, not its result.
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.eval_every', 'train.num_devices', 'train.microbatches', 'eval.batch_size',
+    'train.eval_every', 'train.num_devices', 'eval.batch_size',
     'eval.max_examples', 'sample.num_samples', 'sample.label',
 })
 
@@ -78,11 +85,38 @@ def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, crea
   path.write_text(config.to_json(indent=2))
 
 
+# Written into every step folder after its save: the size and SHA-256 of each file the save wrote.
+INTEGRITY_FILE = 'gen_jax_integrity.json'
+# Where damaged checkpoints are set aside (never deleted), inside the workdir.
+DAMAGED_DIR = 'damaged_checkpoints'
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written (a full disk, say); the earlier ones are untouched."""
+
+
+def _file_digests(step_dir: pathlib.Path) -> dict[str, list]:
+  """[size, sha256] of every file under a step folder (but the integrity record itself)."""
+  digests = {}
+  for path in sorted(p for p in step_dir.rglob('*') if p.is_file() and p.name != INTEGRITY_FILE):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+      for block in iter(lambda: stream.read(1 << 20), b''):
+        digest.update(block)
+    digests[path.relative_to(step_dir).as_posix()] = [path.stat().st_size, digest.hexdigest()]
+  return digests
+
+
 class _CheckpointDir:
-  """A folder of orbax checkpoints: what the latest and the best checkpoints share."""
+  """A folder of orbax checkpoints: what the latest and the best checkpoints share.
+
+  Every save is sealed with a record of what it wrote; restoring checks the record first, so a
+  checkpoint damaged on disk (a file deleted, truncated or altered) is never restored silently.
+  """
 
   def __init__(self, directory: pathlib.Path, options: ocp.CheckpointManagerOptions):
-    self._manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+    self.directory = pathlib.Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -92,6 +126,76 @@ class _CheckpointDir:
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def _save(self, step: int, state: Any, **kwargs) -> None:
+    """Saves and seals step `step`; on a failed write (a full disk) leaves the earlier
+    checkpoints as they were, removes what the save left half-written and says so in one line."""
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state), **kwargs)
+      self._manager.wait_until_finished()
+    except OSError as error:
+      self._discard_unfinished()
+      kept = self._manager.latest_step()
+      newest = f'the newest intact one is step {kept}' if kept is not None else 'no earlier one exists'
+      full = 'the disk is full' if error.errno == errno.ENOSPC else str(error)
+      raise CheckpointError(f'could not save the checkpoint of step {step} in {self.directory} '
+                            f'({full}); {newest}') from None
+    step_dir = self.directory / str(step)
+    record = step_dir / f'{INTEGRITY_FILE}.tmp'
+    record.write_text(json.dumps(_file_digests(step_dir)))
+    record.replace(step_dir / INTEGRITY_FILE)
+
+  def _discard_unfinished(self) -> None:
+    for partial in self.directory.glob('*.orbax-checkpoint-tmp*'):
+      shutil.rmtree(partial, ignore_errors=True)
+    self._manager.reload()
+
+  def damage(self, step: int) -> str | None:
+    """Why step `step` cannot be trusted, or None when it matches the record of its save.
+
+    A checkpoint saved before records were kept (no record) is trusted to the restore alone.
+    """
+    step_dir = self.directory / str(step)
+    record = step_dir / INTEGRITY_FILE
+    if not record.exists():
+      return None if any(step_dir.iterdir()) else 'its folder is empty'
+    try:
+      expected = json.loads(record.read_text())
+    except ValueError:
+      return f'its record {INTEGRITY_FILE} is unreadable'
+    found = _file_digests(step_dir)
+    missing = sorted(expected.keys() - found.keys())
+    changed = sorted(name for name in expected.keys() & found.keys() if expected[name] != found[name])
+    if missing:
+      return f'{len(missing)} file(s) missing, e.g. {missing[0]}'
+    if changed:
+      return f'{len(changed)} file(s) differ from what was saved, e.g. {changed[0]}'
+    return None
+
+  def restore_newest_intact(self, like: Any, set_aside: bool) -> Any | None:
+    """The newest checkpoint that is intact and restores, or None when there is none.
+
+    Each damaged one on the way is named in one line and, when `set_aside` (a training run, which
+    will save after it), moved to the workdir's damaged_checkpoints/ (never deleted).
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      reason = self.damage(step)
+      if reason is None:
+        try:
+          return self.restore(like, step)
+        except Exception as error:  # orbax raises many kinds on a damaged step; all mean the same
+          reason = f'it cannot be restored ({type(error).__name__})'
+      if not set_aside:
+        logging.warning('Checkpoint of step %d in %s is damaged (%s); skipped', step, self.directory,
+                        reason)
+        continue
+      aside = self.directory.parent / DAMAGED_DIR / f'{self.directory.name}_{step}_{int(time.time())}'
+      aside.parent.mkdir(exist_ok=True)
+      (self.directory / str(step)).rename(aside)
+      self._manager.reload()
+      logging.warning('Checkpoint of step %d in %s is damaged (%s); set aside as %s', step,
+                      self.directory, reason, aside)
+    return None
 
   def close(self) -> None:
     self._manager.close()
@@ -107,8 +211,7 @@ class Checkpointer(_CheckpointDir):
   def save(self, step: int, state: Any) -> None:
     if step in self._manager.all_steps():
       return
-    self._manager.save(step, args=ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    self._save(step, state)
 
 
 BEST_DIR = 'best'
@@ -145,6 +248,19 @@ class BestCheckpointer(_CheckpointDir):
     better = best is None or (value < best if self.mode == 'min' else value > best)
     if not math.isfinite(value) or not better or step in self._manager.all_steps():
       return False
-    self._manager.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: value})
-    self._manager.wait_until_finished()
+    self._save(step, state, metrics={self.metric: value})
     return True
+
+
+@contextlib.contextmanager
+def exclusive(directory: pathlib.Path) -> Iterator[None]:
+  """Holds an exclusive lock named after `directory` (a `.lock` file beside it) while the block
+  runs, waiting for another process that holds it: one process builds what several need."""
+  directory = pathlib.Path(directory)
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  with open(directory.with_name(directory.name + '.lock'), 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)

@@ -8,8 +8,8 @@ Derivatives of every order. WGAN-GP's gradient penalty differentiates the critic
 with respect to its weights: a second derivative of each convolution. Through JAX's own rules that
 is the kernel gradient of an input-gradient convolution, which carries a reversed window; XLA's CPU
 backend cannot hand such a convolution to its fast libraries and runs it through its generic loop
-emitter (a 4×4 64→128 layer on a 64×14×14 batch: 145 ms, against 2 ms for the same layer's forward
-and backward pass). The WGAN-GP step took about a second. Here the three linear maps of a
+emitter, many times slower than the same layer's forward and backward pass (PERFORMANCE.md).
+Here the three linear maps of a
 convolution — the convolution itself, its input gradient and its kernel gradient — are each a
 `jax.custom_vjp` whose derivatives are expressed through the same three maps, so a derivative of
 any order stays among convolutions XLA runs well.
@@ -17,7 +17,7 @@ any order stays among convolutions XLA runs well.
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
 one input feature or few output features (a model's first and last layers), a strided layer's
 input gradient, and a wide layer's kernel gradient on large images (summed over batch chunks) are
-computed in exact forms that XLA runs faster (`gen_jax.nn.conv_forms`). Elsewhere the maps are
+computed in exact forms that XLA runs faster (`gen_jax.cpu_speed.conv_forms`). Elsewhere the maps are
 lax's own, and first derivatives are bit-identical to `lax.conv_general_dilated`'s.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import jax
 from jax import lax
 
-from gen_jax.nn import conv_forms
+from gen_jax.cpu_speed import conv_forms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ class _Layout:
         self.batch_group_count, self.precision)
 
   def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-    """The convolution, in a faster exact form where one applies (gen_jax.nn.conv_forms)."""
+    """The convolution, in a faster exact form where one applies (gen_jax.cpu_speed.conv_forms)."""
     form = conv_forms.forward_form(self.geometry, self.rhs_shape)
     return form(lhs, rhs) if form else self.apply_lax(lhs, rhs)
 

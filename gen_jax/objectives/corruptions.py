@@ -1,7 +1,7 @@
 """Input corruptions for denoising autoencoders, chosen by name in `config.model.corruption`.
 
-Each corruption maps (rng, clean images (N, H, W, C) in [0, 1], config block) to corrupted images
-in [0, 1]. Pixel noises (Gaussian, salt-and-pepper, masking) are drawn independently per pixel;
+Each corruption maps (rng, clean images (N, H, W, C) in [0, 1], its own parameters) to corrupted
+images in [0, 1]. Pixel noises (Gaussian, salt-and-pepper, masking) are drawn independently per pixel;
 the structured ones (block occlusion, watermark) hide a region or overlay a known pattern, the
 case the course material names for noise whose form is known in advance.
 """
@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax import config_checks
+from gen_jax.runtime import config_checks
 
-Corruption = Callable[[jax.Array, jax.Array, object], jax.Array]
+Corruption = Callable[..., jax.Array]
 
 
 def _pixel_uniform(rng: jax.Array, x: jax.Array) -> jax.Array:
@@ -25,27 +25,27 @@ def _pixel_uniform(rng: jax.Array, x: jax.Array) -> jax.Array:
   return jax.random.uniform(rng, x.shape[:-1] + (1,), x.dtype)
 
 
-def gaussian(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def gaussian(rng: jax.Array, x: jax.Array, std: float) -> jax.Array:
   """x + N(0, std²) per pixel and channel, clipped back to [0, 1] so the input stays an image."""
-  return jnp.clip(x + cfg.std * jax.random.normal(rng, x.shape, x.dtype), 0.0, 1.0)
+  return jnp.clip(x + std * jax.random.normal(rng, x.shape, x.dtype), 0.0, 1.0)
 
 
-def salt_and_pepper(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def salt_and_pepper(rng: jax.Array, x: jax.Array, probability: float) -> jax.Array:
   """Each pixel becomes 0 with probability p/2 and 1 with probability p/2."""
   u = _pixel_uniform(rng, x)
-  p = cfg.probability
+  p = probability
   return jnp.where(u < p / 2, 0.0, jnp.where(u < p, 1.0, x)).astype(x.dtype)
 
 
-def masking(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def masking(rng: jax.Array, x: jax.Array, probability: float) -> jax.Array:
   """Each pixel is set to 0 (dropped) with probability p."""
-  return jnp.where(_pixel_uniform(rng, x) < cfg.probability, 0.0, x).astype(x.dtype)
+  return jnp.where(_pixel_uniform(rng, x) < probability, 0.0, x).astype(x.dtype)
 
 
-def block_occlusion(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def block_occlusion(rng: jax.Array, x: jax.Array, block_size: int) -> jax.Array:
   """A block_size × block_size square at a uniformly random place in each image is set to 0."""
   _, height, width, _ = x.shape
-  size = cfg.block_size
+  size = block_size
   top_rng, left_rng = jax.random.split(rng)
   top = jax.random.randint(top_rng, (x.shape[0], 1, 1, 1), 0, height - size + 1)
   left = jax.random.randint(left_rng, (x.shape[0], 1, 1, 1), 0, width - size + 1)
@@ -66,26 +66,27 @@ def watermark_pattern(height: int, width: int) -> np.ndarray:
   return (ring | stroke).astype(np.float32)[..., None]
 
 
-def watermark(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def watermark(rng: jax.Array, x: jax.Array, opacity: float) -> jax.Array:
   """The fixed watermark blended over every image: x + opacity · mark · (1 - x)."""
   del rng
   mark = jnp.asarray(watermark_pattern(x.shape[1], x.shape[2]), x.dtype)
-  return x + cfg.opacity * mark * (1.0 - x)
+  return x + opacity * mark * (1.0 - x)
 
 
-def identity(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
+def identity(rng: jax.Array, x: jax.Array) -> jax.Array:
   """No corruption: a plain (not denoising) autoencoder."""
-  del rng, cfg
+  del rng
   return x
 
 
-CORRUPTIONS: dict[str, Corruption] = {
-    'none': identity,
-    'gaussian': gaussian,
-    'salt_and_pepper': salt_and_pepper,
-    'masking': masking,
-    'block_occlusion': block_occlusion,
-    'watermark': watermark,
+# Each corruption with the parameters (fields of the config block) it reads.
+CORRUPTIONS: dict[str, tuple[Corruption, tuple[str, ...]]] = {
+    'none': (identity, ()),
+    'gaussian': (gaussian, ('std',)),
+    'salt_and_pepper': (salt_and_pepper, ('probability',)),
+    'masking': (masking, ('probability',)),
+    'block_occlusion': (block_occlusion, ('block_size',)),
+    'watermark': (watermark, ('opacity',)),
 }
 
 
@@ -102,9 +103,11 @@ def validate(config, field: str) -> None:
         f'config.{field}.block_size={size} is larger than the images (data.image_size={image_size})')
 
 
-def corrupt(rng: jax.Array, x: jax.Array, cfg) -> jax.Array:
-  """Applies the corruption named `cfg.name` to a (N, H, W, C) batch."""
+def corrupt(rng: jax.Array, x: jax.Array, name: str, **parameters) -> jax.Array:
+  """Applies the corruption `name` to a (N, H, W, C) batch; `parameters` may hold the other
+  corruptions' parameters too (a whole config block), each corruption reads its own."""
   chex.assert_rank(x, 4)
-  noisy = CORRUPTIONS[cfg.name](rng, x, cfg)
+  corruption, reads = CORRUPTIONS[name]
+  noisy = corruption(rng, x, **{field: parameters[field] for field in reads})
   chex.assert_equal_shape([noisy, x])
   return noisy

@@ -22,7 +22,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gen_jax import config_checks, pca
+from gen_jax.models import pca
+from gen_jax.runtime import config_checks
 
 TABLE_MD = 'feature_probe.md'
 TABLE_JSON = 'feature_probe.json'
@@ -110,12 +111,22 @@ def write_table(results: list[ProbeResult], num_train: int, num_holdout: int,
        'results': [dataclasses.asdict(r) for r in results]}, indent=2))
 
 
+def _metric_pair(key: str) -> tuple[str, str]:
+  return f'probe_{key}_accuracy', f'probe_{key}_nmi'
+
+
+def metric_names(keys) -> set[str]:
+  """The names `as_metrics` gives the results of feature sets with these keys."""
+  return {name for key in keys for name in _metric_pair(key)}
+
+
 def as_metrics(results: list[ProbeResult]) -> dict[str, float]:
-  """Flat `probe_<name>_accuracy` / `probe_<name>_nmi` scalars for eval.json."""
+  """Flat `probe_<key>_accuracy` / `probe_<key>_nmi` scalars for eval.json."""
   metrics = {}
   for r in results:
-    metrics[f'probe_{r.key}_accuracy'] = r.linear_accuracy
-    metrics[f'probe_{r.key}_nmi'] = r.kmeans_nmi
+    accuracy, nmi = _metric_pair(r.key)
+    metrics[accuracy] = r.linear_accuracy
+    metrics[nmi] = r.kmeans_nmi
   return metrics
 
 

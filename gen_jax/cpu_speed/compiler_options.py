@@ -2,11 +2,9 @@
 
 On the CPU, XLA hands convolutions to YNNPACK by default, which runs each convolution on a single
 thread. The convolutions XLA falls back to without it (Eigen's) use every core of the host, so on
-a CPU with more than one core the steps keep YNNPACK for dots and reductions only. Measured on 2
-cores, each pair compiled in one process and timed in alternation: the VAE step 99 → 94 ms, the
-DCGAN step 104 → 82 ms, and a 3×3 32→32 convolution's forward and backward pass on a 64×28×28
-batch 33 → 21 ms. On one core YNNPACK is a few percent faster (VAE 168 against 174 ms), and is
-kept.
+a CPU with more than one core the steps keep YNNPACK for dots and reductions only, which measured
+faster on 2 cores; on one core YNNPACK measured a little faster, and is kept (PERFORMANCE.md,
+`experiments/step_times.py --variant='xla defaults;compiler=default'`).
 
 The option is experimental in XLA: a jaxlib that no longer knows it gets no options, with a
 warning, rather than a failed compile.

@@ -13,22 +13,23 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from gen_jax import parallel
+from gen_jax.runtime import parallel
 
 # Mean activations are kept this far from 0 and 1 so the KL penalty stays finite.
 _EPS = 1e-6
 
-Penalty = Callable[[jax.Array, object, str | None], jax.Array]
+# (code, target mean activation, pmap axis name or None) -> scalar penalty
+Penalty = Callable[[jax.Array, float, str | None], jax.Array]
 
 
-def no_penalty(code: jax.Array, model_cfg, axis_name: str | None = None) -> jax.Array:
-  del model_cfg, axis_name
+def no_penalty(code: jax.Array, target: float, axis_name: str | None = None) -> jax.Array:
+  del target, axis_name
   return jnp.zeros((), code.dtype)
 
 
-def l1_penalty(code: jax.Array, model_cfg, axis_name: str | None = None) -> jax.Array:
-  """Mean over the batch of sum_j |z_j|."""
-  del model_cfg, axis_name
+def l1_penalty(code: jax.Array, target: float, axis_name: str | None = None) -> jax.Array:
+  """Mean over the batch of sum_j |z_j| (the target activation plays no part)."""
+  del target, axis_name
   return jnp.mean(jnp.sum(jnp.abs(code), axis=-1))
 
 
@@ -38,10 +39,10 @@ def bernoulli_kl(target: float, mean: jax.Array) -> jax.Array:
   return target * jnp.log(target / mean) + (1.0 - target) * jnp.log((1.0 - target) / (1.0 - mean))
 
 
-def kl_penalty(code: jax.Array, model_cfg, axis_name: str | None = None) -> jax.Array:
+def kl_penalty(code: jax.Array, target: float, axis_name: str | None = None) -> jax.Array:
   """sum_j KL(rho || rho_hat_j), rho_hat_j the unit's mean activation over the whole batch."""
   mean_activation = parallel.cross_replica_mean(jnp.mean(code, axis=0), axis_name)
-  return jnp.sum(bernoulli_kl(model_cfg.sparsity_target, mean_activation))
+  return jnp.sum(bernoulli_kl(target, mean_activation))
 
 
 PENALTIES: dict[str, Penalty] = {'none': no_penalty, 'l1': l1_penalty, 'kl': kl_penalty}

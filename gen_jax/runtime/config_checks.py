@@ -5,6 +5,7 @@ Every check runs before any data is loaded or any array is computed.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import ml_collections
@@ -45,6 +46,8 @@ def require_number(config, field: str, low: float | None = None, high: float | N
   value = get_field(config, field)
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise ConfigError(f'config.{field}={value!r} must be a number')
+  if not math.isfinite(value):
+    raise ConfigError(f'config.{field}={value!r} must be a finite number')
   too_low = low is not None and (value < low if low_inclusive else value <= low)
   too_high = high is not None and (value > high if high_inclusive else value >= high)
   if too_low or too_high:

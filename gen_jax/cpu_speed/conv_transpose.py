@@ -9,21 +9,20 @@ slowly on CPU.
 
 It computes the phases in one of two ways, chosen by the layer's width:
 - each phase with its own taps (one convolution per phase): no multiplication is wasted. Used when
-  the layer has at least `MIN_FEATURES_PER_PHASE` output features. On the DCGAN generator's
-  128→64 layer this halves the forward and backward time against the form below.
+  the layer has at least `MIN_FEATURES_PER_PHASE` output features (faster there than the form
+  below; PERFORMANCE.md has the measurement).
 - all phases in one convolution over the window that covers every phase's taps, with the phases in
   its output channels (zero taps where a phase reads fewer inputs): s×s times wider, which XLA's
   CPU convolutions need for narrow layers (one output feature would be a 1-channel convolution), at
-  the cost of the zero taps (2.25× the multiplications for a 4×4 kernel with stride 2).
+  the cost of the zero taps.
 
 Its gradients are not the phases' but those of the strided convolution whose transpose the layer
 is: the input gradient is that convolution of the output gradient, and the kernel gradient its
-kernel gradient, both computed by `gen_jax.nn.convolution` (the VAE decoder's 64→32 stride-2 layer
-at batch 64, ms: input gradient 6.8 → 2.9, kernel gradient 6.7 → 4.9; PyTorch's 2.8 and 3.1).
+kernel gradient, both computed by `gen_jax.cpu_speed.convolution`, which XLA's CPU backend runs
+faster than the phases' own gradients.
 
 The border is the convolution's own padding, not a padded copy of the input: XLA's CPU backend
-computes the kernel gradient of a convolution over an explicitly padded input several times more
-slowly (for the VAE decoder's 3×3 layers at 28×28 it took most of the train step).
+computes the kernel gradient of a convolution over an explicitly padded input much more slowly.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.nn import convolution
+from gen_jax.cpu_speed import convolution
 
 Padding = str | Sequence[tuple[int, int]]
 

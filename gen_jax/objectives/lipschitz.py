@@ -33,7 +33,7 @@ def input_gradient_norms(critic: Callable[..., jax.Array], x: jax.Array, *condit
   example's own gradient ∇D(x_i): what `jax.vmap` of the single-example `jax.grad` computes
   (tests/test_gan_losses.py checks the two agree). The penalty's weight gradient then keeps the
   batch in every convolution, where vmap made each layer's second derivative a per-example kernel
-  gradient, three times slower on CPU.
+  gradient, much slower on CPU.
   """
   def total_score(x):
     scores = critic(x, *conditions)

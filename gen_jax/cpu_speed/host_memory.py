@@ -2,8 +2,8 @@
 
 A jit-compiled step on the CPU allocates its temporaries afresh at every call. With glibc's
 defaults, large blocks come from fresh `mmap`s (or are trimmed off the heap when freed), so every
-step touches new pages and pays a page fault for each 4 KiB of them: measured here, 17,600 faults
-and 40 ms of kernel time in a 210 ms VAE step (PyTorch's eager steps pay the same kind of cost).
+step touches new pages and pays a page fault for each 4 KiB of them, a sizeable share of a small
+model's step (PERFORMANCE.md).
 Serving every block from one heap that is never trimmed makes the pages stay mapped from one step
 to the next; the process keeps its peak footprint instead.
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from gen_jax import parallel
+from gen_jax.runtime import parallel
 from gen_jax.data import Split, fixed_batches
 
 PerExampleFn = Callable[[Any, dict, jax.Array], dict[str, jax.Array]]

@@ -1,1 +1,0 @@
-"""Neural-network layers shared by the gen_jax models."""
