@@ -12,7 +12,7 @@ CASES = [
     (['--config=configs/vae.py:smoke', '--config.trian.num_steps=10'],
      "--config.trian.num_steps=10: config has no field 'trian'; did you mean config.train?"),
     (['--config=configs/vae.py:smoke', '--config.seed.x=1'],
-     "--config.seed.x=1: config has no field 'x'"),
+     "--config.seed.x=1: config.seed has no field 'x'; config.seed is a value, not a group"),
     (['--config=configs/does_not_exist.py'],
      "--config=configs/does_not_exist.py: no such config file; the configs beside it are ["),
     (['--config=configs/vae.py:smok'],
