@@ -15,6 +15,7 @@ from configs import default
 
 def get_config(argument: str | None = None):
   config = default.get_config(argument)
+  config.name = 'ae_conv'
   smoke = config.smoke
 
   config.model.name = 'autoencoder'

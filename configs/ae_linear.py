@@ -11,6 +11,7 @@ from configs import ae_conv, default
 
 def get_config(argument: str | None = None):
   config = ae_conv.get_config(argument)
+  config.name = 'ae_linear'
   config.model.architecture = 'linear'
   config.model.code_dim = 16
   config.model.code_activation = 'linear'

@@ -9,6 +9,7 @@ from configs import vae
 
 def get_config(argument: str | None = None):
   config = vae.get_config(argument)
+  config.name = 'beta_vae'
   config.model.beta = 4.0
   config.model.latent_dim = 8
   return config

@@ -11,6 +11,7 @@ from configs import dcgan
 
 def get_config(argument: str | None = None):
   config = dcgan.get_config(argument)
+  config.name = 'cgan'
   config.model.name = 'cgan'
   config.model.conditional = True
   return config

@@ -12,6 +12,7 @@ from configs import ae_conv
 
 def get_config(argument: str | None = None):
   config = ae_conv.get_config(argument)
+  config.name = 'dae'
   config.model.corruption.name = 'gaussian'
   config.model.corruption.std = 0.3
   config.model.code_dim = 8 if config.smoke else 64

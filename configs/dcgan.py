@@ -11,6 +11,7 @@ from configs import gan
 
 def get_config(argument: str | None = None):
   config = gan.adversarial_config(argument)
+  config.name = 'dcgan'
   m = config.model
   m.name = 'dcgan'
   m.pixel_range = 'symmetric'

@@ -22,6 +22,7 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   smoke = parse_argument(argument)
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.name = ''                   # the experiment's name: each config sets its file's name
   config.smoke = smoke
 
   config.model = ml_collections.ConfigDict()

@@ -102,6 +102,7 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> ml_collections.Config
 def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   """The fully connected GAN with the discriminator, prior and schedule chosen above."""
   config = adversarial_config(argument)
+  config.name = 'gan'
   m = config.model
   m.prior = 'uniform'
   m.discriminator.conv_features = ()

@@ -10,6 +10,7 @@ from configs import dcgan
 
 def get_config(argument: str | None = None):
   config = dcgan.get_config(argument)
+  config.name = 'lsgan'
   config.model.name = 'lsgan'
   config.model.loss = 'least_squares'
   return config

@@ -15,6 +15,7 @@ from configs import default
 
 def get_config(argument: str | None = None):
   config = default.get_config(argument)
+  config.name = 'pca'
 
   config.model.name = 'pca'
   config.model.n_components = 0             # a count; 0 = choose by variance_fraction

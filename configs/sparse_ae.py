@@ -11,6 +11,7 @@ from configs import ae_conv
 
 def get_config(argument: str | None = None):
   config = ae_conv.get_config(argument)
+  config.name = 'sparse_ae'
   config.model.architecture = 'mlp'
   config.model.hidden_dims = ()
   config.model.code_dim = 256 if config.smoke else 1024

@@ -9,6 +9,7 @@ from configs import sparse_ae
 
 def get_config(argument: str | None = None):
   config = sparse_ae.get_config(argument)
+  config.name = 'sparse_ae_kl'
   config.model.code_activation = 'sigmoid'
   config.model.code_penalty = 'kl'
   config.model.sparsity_target = 0.05

@@ -11,6 +11,7 @@ from configs import default
 
 def get_config(argument: str | None = None):
   config = default.get_config(argument)
+  config.name = 'vae'
   smoke = config.smoke
 
   config.model.name = 'vae'

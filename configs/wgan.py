@@ -10,6 +10,7 @@ from configs import dcgan
 
 def get_config(argument: str | None = None):
   config = dcgan.get_config(argument)
+  config.name = 'wgan'
   m = config.model
   m.name = 'wgan'
   m.loss = 'wasserstein'

@@ -12,6 +12,7 @@ from configs import dcgan
 
 def get_config(argument: str | None = None):
   config = dcgan.get_config(argument)
+  config.name = 'wgan_gp'
   m = config.model
   m.name = 'wgan_gp'
   m.loss = 'wasserstein'

@@ -1,11 +1,12 @@
-"""Collects the evaluations of several runs into one markdown results table.
+"""Collects the evaluations of several runs into markdown results tables.
 
-  python experiments/collect_results.py runs/vae_idx runs/dcgan_idx ... \
-      --output=experiments/results/results.md
+  python experiments/collect_results.py 'runs/*' --output=experiments/results/results.md
 
-Each workdir must hold an `eval.json` (written by `--mode=train` or `--mode=evaluate`). The table
-gives model, data, steps, training wall time and the sample-quality and likelihood metrics; below
-it, each run's sample grid is linked (paths relative to the output file). Workdirs may also be
+Each workdir must hold an `eval.json` (written by `--mode=train` or `--mode=evaluate`). Runs are
+grouped by the digit classifier that measured their samples (FIDs of different classifiers are not
+comparable), one table a group: config name (smoke runs marked), data, steps, training wall time,
+the config fields that differ between the runs, and the sample-quality and likelihood metrics;
+below, each run's sample grid is linked (paths relative to the output file). Workdirs may also be
 given as glob patterns (`'runs/*'`); those without an eval.json are then skipped.
 """
 

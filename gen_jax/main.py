@@ -26,23 +26,24 @@ from ml_collections import config_flags
 
 from gen_jax import data, train
 from gen_jax.cpu_speed import host_memory
-from gen_jax.runtime import checkpointing, config_checks
+from gen_jax.runtime import checkpointing, config_checks, workdir_guard
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory of the run: checkpoints, metrics, pictures.')
 flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'sample', 'classifier'], 'What to do.')
-flags.DEFINE_string('output', 'samples.npz', 'Sample file name inside the workdir (mode=sample).')
+flags.DEFINE_string('output', 'samples.npz', 'Sample file (.npz) inside the workdir (mode=sample); '
+                    'its PNG grid is written beside it.')
 flags.DEFINE_enum('checkpoint', 'latest', train.CHECKPOINT_CHOICES,
                   'Checkpoint that evaluate and sample use: the latest, or the best kept by '
                   'config.train.best_metric (workdir/best).')
 flags.mark_flags_as_required(['config'])
 
 # The errors a run reports in one line (its own checks, its data, its workdir).
-RUN_ERRORS = (config_checks.ConfigError, data.DataError, checkpointing.WorkdirMismatch,
-              checkpointing.CheckpointError, train.TrainingDiverged, FileNotFoundError,
-              FileExistsError)
+RUN_ERRORS = (config_checks.ConfigError, data.DataError, workdir_guard.WorkdirMismatch,
+              workdir_guard.WorkdirBusy, checkpointing.CheckpointError, train.TrainingDiverged,
+              FileNotFoundError, FileExistsError)
 
 
 def refuse(message: str) -> NoReturn:
@@ -130,7 +131,8 @@ def main(argv):
     elif FLAGS.mode == 'evaluate':
       report = train.evaluate(config, workdir, FLAGS.checkpoint)
     elif FLAGS.mode == 'sample':
-      print(f'samples written to {train.sample(config, workdir, FLAGS.output, FLAGS.checkpoint)}')
+      written = train.sample(config, workdir, FLAGS.output, FLAGS.checkpoint)
+      print(f'samples written to {written[0]}, their grid to {written[1]}')
       return
     else:
       train.validate(config)

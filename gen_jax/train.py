@@ -28,7 +28,7 @@ from gen_jax.evaluation.digit_classifier import Classifier
 from gen_jax.evaluation.evaluator import Evaluator
 from gen_jax.families import classifier as classifier_family
 from gen_jax.families.base import DataSpec, ModelFamily
-from gen_jax.runtime import checkpointing, config_checks, parallel
+from gen_jax.runtime import checkpointing, config_checks, metric_writers, parallel, workdir_guard
 from gen_jax.runtime.metric_writers import MetricWriter
 
 EVAL_JSON = reports.EVAL_JSON
@@ -43,24 +43,24 @@ class TrainingDiverged(RuntimeError):
 def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   """Checks the whole config before any data is read; returns the model family it names."""
   family = registry.get(config_checks.get_field(config, 'model.name'))
-  config_checks.require_int(config, 'seed', minimum=0)
+  config_checks.require_int(config, 'seed', minimum=0, maximum=2**63 - 1)
   data.validate(config)
-  config_checks.require_int(config, 'train.batch_size', minimum=1)
+  config_checks.require_int(config, 'train.batch_size', minimum=1, maximum=65_536)
   config_checks.require_int(config, 'train.num_steps', minimum=1)
   config_checks.require_int(config, 'train.log_every', minimum=1)
   config_checks.require_int(config, 'train.checkpoint_every', minimum=1)
   config_checks.require_int(config, 'train.keep_checkpoints', minimum=1)
   config_checks.require_int(config, 'train.eval_every', minimum=0)
   config_checks.require_int(config, 'train.num_devices', minimum=0)
-  config_checks.require_int(config, 'eval.batch_size', minimum=1)
+  config_checks.require_int(config, 'eval.batch_size', minimum=1, maximum=65_536)
   config_checks.require_int(config, 'eval.max_examples', minimum=0)
   if not isinstance(config_checks.get_field(config, 'train.best_metric'), str):
     raise config_checks.ConfigError(f'config.train.best_metric={config.train.best_metric!r} must be '
                                     f"an evaluation metric's name, or '' to keep no best checkpoint")
   config_checks.require_choice(config, 'train.best_mode', checkpointing.BEST_MODES)
   if family.GENERATIVE:
-    config_checks.require_int(config, 'eval.num_samples', minimum=0)
-    config_checks.require_int(config, 'sample.num_samples', minimum=1)
+    config_checks.require_int(config, 'eval.num_samples', minimum=0, maximum=100_000)
+    config_checks.require_int(config, 'sample.num_samples', minimum=1, maximum=100_000)
     classifier_family.validate_fields(config)
   family.validate(config)
   return family
@@ -94,16 +94,20 @@ class Run:
     self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
     self.judge = sample_metrics.SampleJudge(lambda: digit_classifier(config), config.seed)
     if not training:
-      checkpointing.claim_workdir(self.workdir, config, create=False)
+      workdir_guard.claim_workdir(self.workdir, config, create=False)
     self.dataset = data.load(config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
     _check_best_metric(config, self.family)
     # Only now, with the data read and the model built, does a new workdir get its config.json.
-    checkpointing.claim_workdir(self.workdir, config, create=training)
-    self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints)
+    workdir_guard.claim_workdir(self.workdir, config, create=training)
+    # One trainer a workdir, from before its first checkpoint is read to its end.
+    self.lock = workdir_guard.TrainerLock(self.workdir) if training else None
+    # Read-only modes (evaluate, sample) create no folder.
+    self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints,
+                                                  create=training)
     self.best = (checkpointing.BestCheckpointer(self.workdir, config.train.best_metric,
-                                                config.train.best_mode)
+                                                config.train.best_mode, create=training)
                  if config.train.best_metric else None)
     root = jax.random.PRNGKey(config.seed)
     self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
@@ -150,8 +154,11 @@ class Run:
     if undeclared:
       raise RuntimeError(f'model {self.config.model.name!r} reported metrics it does not declare in '
                          f'metric_names(): {sorted(undeclared)}')
-    report = {'model': self.config.model.name, 'data': self.config.data.name, 'step': self.step,
-              'num_holdout': len(holdout), 'metrics': metrics}
+    report = {'model': self.config.model.name, 'config_name': self.config.get('name', ''),
+              'data': self.config.data.name, 'step': self.step, 'num_holdout': len(holdout),
+              'metrics': metrics}
+    if self.family.GENERATIVE:   # the feature space its sample metrics were measured in
+      report['classifier'] = classifier_family.workdir(self.config).name
     for directory in (out_dir, self.workdir):
       (directory / EVAL_JSON).write_text(json.dumps(report, indent=2))
       (directory / reports.EVAL_MARKDOWN).write_text(reports.evaluation_markdown(report))
@@ -162,6 +169,8 @@ class Run:
     self.checkpoints.close()
     if self.best is not None:
       self.best.close()
+    if self.lock is not None:
+      self.lock.release()
 
 
 def _last_good_checkpoint(run: Run) -> str:
@@ -190,8 +199,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   run = Run(config, workdir, training=True)
   train_cfg = config.train
   step_fn = parallel.compile_train_step(run.family.train_step, run.mesh)
-  writer = MetricWriter(run.workdir)
   start = run.step
+  writer = MetricWriter(run.workdir, resumed_step=start)
+  if start and start % run.batches.steps_per_epoch == 0 and not any(
+      r['step'] == start for r in metric_writers.read_metrics(run.workdir, 'epoch')):
+    # Stopped after the checkpoint that ends an epoch but before that epoch's hook ran.
+    _end_epoch(run, writer, start - 1)
   if start >= train_cfg.num_steps:
     logging.info('Workdir %s is already at step %d >= num_steps=%d', workdir, start, train_cfg.num_steps)
   sums: dict[str, float] = {}
@@ -223,10 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done != train_cfg.num_steps:
         _evaluate_and_keep_best(run, writer)
       if done % run.batches.steps_per_epoch == 0:
-        epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir,
-                                                run.judge)
-        if epoch_metrics:
-          writer.write(done, 'epoch', epoch_metrics)
+        _end_epoch(run, writer, step)
     _save(run)
     run.family.on_train_end(run.workdir)
     return _evaluate_and_keep_best(run, writer)
@@ -234,6 +244,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     progress.close()
     writer.close()
     run.close()
+
+
+def _end_epoch(run: Run, writer: MetricWriter, step: int) -> None:
+  """The family's end-of-epoch hook for the epoch whose last step is `step`."""
+  epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir,
+                                          run.judge)
+  if epoch_metrics:
+    writer.write(step + 1, 'epoch', epoch_metrics)
 
 
 def _evaluate_and_keep_best(run: Run, writer: MetricWriter) -> dict[str, Any]:
@@ -262,12 +280,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, output: str,
-           checkpoint: str = 'latest') -> pathlib.Path:
+           checkpoint: str = 'latest') -> tuple[pathlib.Path, pathlib.Path]:
   """Writes config.sample.num_samples samples of the latest (or best) checkpoint to an .npz
-  (array `samples`)."""
+  (array `samples`) and the first 64 as a PNG grid beside it; returns both paths.
+
+  Both files are checked before anything is computed: neither may exist, and their folder must.
+  """
   path = pathlib.Path(workdir) / output
-  if path.exists():
-    raise FileExistsError(f'{path} exists; refusing to overwrite it (pass another --output)')
+  if path.suffix != '.npz':
+    raise config_checks.ConfigError(f'--output={output} must name an .npz file (the PNG grid is '
+                                    f'written beside it, with the same name)')
+  outputs = (path, path.with_suffix('.png'))
+  for target in outputs:
+    if target.exists():
+      raise FileExistsError(f'{target} exists; refusing to overwrite it (pass another --output)')
+  if pathlib.Path(workdir).is_dir() and not path.parent.is_dir():
+    raise FileNotFoundError(f'the folder of --output={output}, {path.parent}, does not exist')
   run = Run(config, workdir, training=False)
   try:
     if not run.family.GENERATIVE:
@@ -275,9 +303,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     run.require_checkpoint(checkpoint)
     samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)
     np.savez_compressed(path, samples=np.asarray(samples, np.float32))
-    figures.save_image_grid(samples[:64], path.with_suffix('.png'), columns=8)
-    logging.info('Wrote %d samples to %s', len(samples), path)
-    return path
+    figures.save_image_grid(samples[:64], outputs[1], columns=8)
+    logging.info('Wrote %d samples to %s and %s', len(samples), *outputs)
+    return outputs
   finally:
     run.close()
 
@@ -296,7 +324,7 @@ def digit_classifier(config: ml_collections.ConfigDict) -> Classifier:
   directory = classifier_family.workdir(config)
   if directory.absolute() in _classifiers:
     return _classifiers[directory.absolute()]
-  with checkpointing.exclusive(directory):
+  with workdir_guard.exclusive(directory):
     if not (directory / EVAL_JSON).exists():
       logging.info('No digit classifier in %s; training one (%d steps)', directory,
                    recipe.train.num_steps)

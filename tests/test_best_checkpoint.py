@@ -69,7 +69,7 @@ def test_training_keeps_the_best_evaluated_step(tmp_path):
   best_report = train.evaluate(config, workdir, checkpoint='best')
   assert best_report['step'] == best_record['step']
   assert best_report['metrics']['fid'] == pytest.approx(best_record['fid'], rel=1e-4)
-  samples = np.load(train.sample(config, workdir, 'best.npz', checkpoint='best'))['samples']
+  samples = np.load(train.sample(config, workdir, 'best.npz', checkpoint='best')[0])['samples']
   assert samples.shape == (config.sample.num_samples, 28, 28, 1)
   shutil.rmtree(workdir / checkpointing.BEST_DIR)
   with pytest.raises(FileNotFoundError, match=r'no best checkpoint in .*best'):

@@ -9,7 +9,7 @@ import pytest
 from gen_jax import data, train
 from gen_jax.evaluation import reports, sample_metrics
 from gen_jax.families import classifier as classifier_family
-from gen_jax.runtime import checkpointing, config_checks, metric_writers
+from gen_jax.runtime import checkpointing, config_checks, metric_writers, workdir_guard
 from tests.conftest import load_config
 
 STEPS = 60
@@ -37,7 +37,7 @@ def test_the_training_loop_trains_it_far_above_chance_into_its_workdir(trained):
   assert report['metrics']['holdout_accuracy'] == pytest.approx(classifier.accuracy(holdout))
   assert classifier.holdout_accuracy > 0.6       # ten classes: chance is 0.1
   # The loop's own workdir: its config, checkpoints and metrics.
-  saved = json.loads((classifier.directory / checkpointing.RUN_CONFIG).read_text())
+  saved = json.loads((classifier.directory / workdir_guard.RUN_CONFIG).read_text())
   assert saved['data']['max_examples'] == 0      # all of the training split, not max_examples
   assert (classifier.directory / checkpointing.CHECKPOINT_DIR / str(STEPS)).is_dir()
   assert metric_writers.read_metrics(classifier.directory, 'train')
@@ -67,7 +67,7 @@ def test_missing_classifier_is_rebuilt_identically(trained, tmp_path):
 def test_classifier_of_another_recipe_is_refused(trained, monkeypatch):
   _, classifier, _ = trained
   monkeypatch.setattr(train, '_classifiers', {})
-  with pytest.raises(checkpointing.WorkdirMismatch, match='train.num_steps|holds a run'):
+  with pytest.raises(workdir_guard.WorkdirMismatch, match='train.num_steps|holds a run'):
     train.digit_classifier(_config(classifier.directory, steps=STEPS + 1))
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from gen_jax import data, train
-from gen_jax.runtime import config_checks
+from gen_jax.runtime import config_checks, workdir_guard
 from tests.conftest import load_config
 
 CASES = [
@@ -71,3 +71,37 @@ def test_unreadable_data_leaves_no_run_behind(tmp_path):
 def test_config_argument_other_than_smoke_is_refused():
   with pytest.raises(ValueError, match="'smoke'"):
     load_config('vae', 'smok')
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('seed', 2**64, r'config.seed=18446744073709551616 must be <= 9,223,372,036,854,775,807'),
+    ('data.image_size', 4096, r'config.data.image_size=4096 must be <= 512'),
+    ('model.latent_dim', 10**9, r'config.model.latent_dim=1000000000 must be <= 4,096'),
+    ('eval.iwae_samples', 10**9, r'config.eval.iwae_samples=1000000000 must be <= 10,000'),
+    ('sample.num_samples', 10**12, r'config.sample.num_samples=1000000000000 must be <= 100,000'),
+])
+def test_sizes_have_upper_bounds(field, value, message, tmp_path):
+  config = load_config('vae')
+  *sections, name = field.split('.')
+  block = config[sections[0]] if sections else config
+  block[name] = value
+  with pytest.raises(config_checks.ConfigError, match=message):
+    train.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / 'config.json').exists()
+
+
+def test_an_unwritable_classifier_folder_is_refused_before_training(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  config = load_config('vae')
+  config.eval.classifier_dir = str(blocker / 'classifier')
+  with pytest.raises(config_checks.ConfigError, match='classifier_dir=.* cannot be written'):
+    train.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_damaged_config_json_is_named_and_left_alone(tmp_path):
+  (tmp_path / 'config.json').write_text('{"model": ')
+  with pytest.raises(workdir_guard.WorkdirMismatch, match=r'config.json is damaged .*nothing in .* was touched'):
+    train.train_and_evaluate(load_config('vae'), tmp_path)
+  assert (tmp_path / 'config.json').read_text() == '{"model": '

@@ -123,6 +123,23 @@ def test_unreadable_files_are_named(tmp_path):
   (idx_dir / 't10k-images-idx3-ubyte').write_bytes(b'\x00\x00\x09\x03')
   with pytest.raises(data.DataError, match='bad magic number'):
     sources.read_idx(idx_dir / 't10k-images-idx3-ubyte')
+  (idx_dir / 't10k-images-idx3-ubyte').write_bytes(b'\x00\x00\x08\x03\x00\x00')   # header cut off
+  with pytest.raises(data.DataError, match='t10k-images-idx3-ubyte is truncated'):
+    sources.read_idx(idx_dir / 't10k-images-idx3-ubyte')
+
+
+def test_an_image_whose_header_claims_a_huge_size_is_named(tmp_path):
+  """A PNG header claiming 30000×30000 pixels: PIL refuses it as a decompression bomb."""
+  import struct
+  import zlib
+  def chunk(kind, payload):
+    return (struct.pack('>I', len(payload)) + kind + payload
+            + struct.pack('>I', zlib.crc32(kind + payload) & 0xffffffff))
+  header = struct.pack('>IIBBBBB', 30000, 30000, 8, 0, 0, 0, 0)
+  (tmp_path / 'bomb.png').write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+                                      + chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
+  with pytest.raises(data.DataError, match='bomb.png'):
+    data.load(data_config(name='folder', path=str(tmp_path)))
 
 
 def test_batch_larger_than_data_is_refused():

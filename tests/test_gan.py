@@ -248,7 +248,7 @@ def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path, cla
   assert again['fid'] == pytest.approx(metrics['fid']) and again['d_holdout'] == pytest.approx(metrics['d_holdout'])
   # Sampling one class from the trained run (the class is no part of the run's identity).
   config.sample.label = 3
-  samples = np.load(train.sample(config, tmp_path, 'threes.npz'))['samples']
+  samples = np.load(train.sample(config, tmp_path, 'threes.npz')[0])['samples']
   chex.assert_shape(samples, (config.sample.num_samples, 28, 28, 1))
   assert json.loads((tmp_path / 'config.json').read_text())['sample']['label'] == -1
 
@@ -302,3 +302,26 @@ def test_short_real_training_brings_the_sample_fid_well_below_the_initial_genera
   trained = train.train_and_evaluate(config, tmp_path / 'trained')['metrics']
   assert trained['fid'] < 0.75 * initial['fid'], (initial['fid'], trained['fid'])
   assert trained['class_entropy'] > 1.0, trained['class_histogram']
+
+
+@pytest.mark.slow
+def test_an_epoch_hook_cut_off_after_its_checkpoint_runs_on_resume(tmp_path, classifier_dir, monkeypatch):
+  """Killed after the checkpoint that ends epoch 0 but before its hook: the resumed run writes the
+  epoch's grid and class balance, once."""
+  config = load_config('dcgan')
+  config.eval.classifier_dir = classifier_dir
+  steps_per_epoch = config.data.max_examples // config.train.batch_size
+  config.train.num_steps = config.train.checkpoint_every = steps_per_epoch
+  original = GANFamily.on_epoch_end
+
+  def killed(self, *args):
+    raise KeyboardInterrupt('killed before the epoch hook')
+
+  monkeypatch.setattr(GANFamily, 'on_epoch_end', killed)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path)
+  assert not metric_writers.read_metrics(tmp_path, 'epoch')
+  monkeypatch.setattr(GANFamily, 'on_epoch_end', original)
+  train.train_and_evaluate(config, tmp_path)
+  assert [r['step'] for r in metric_writers.read_metrics(tmp_path, 'epoch')] == [steps_per_epoch]
+  assert (tmp_path / SAMPLES_DIR / 'epoch_0000.png').is_file()

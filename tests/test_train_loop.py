@@ -1,6 +1,8 @@
 """The shared training loop, end to end on smoke configs: resume, workdir guard, divergence, outputs."""
 
 import json
+import os
+import shutil
 
 import chex
 import jax
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from gen_jax import train
-from gen_jax.runtime import checkpointing, metric_writers, parallel
+from gen_jax.runtime import config_checks, metric_writers, parallel, workdir_guard
 from gen_jax.families.vae import VAEFamily
 from tests.conftest import load_config
 
@@ -66,15 +68,16 @@ def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
   other = config.copy_and_resolve_references()
   other.model.latent_dim = 3
   saved_config = (workdir / 'config.json').read_text()
-  with pytest.raises(checkpointing.WorkdirMismatch, match=r"model.latent_dim: saved 2, now 3"):
+  with pytest.raises(workdir_guard.WorkdirMismatch, match=r"model.latent_dim: saved 2, now 3"):
     train.train_and_evaluate(other, workdir)
   assert (workdir / 'config.json').read_text() == saved_config
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
 
 
-def test_sample_mode_writes_npz_and_never_overwrites(finished_run):
+def test_sample_mode_writes_npz_and_grid_and_never_overwrites(finished_run):
   config, workdir, _ = finished_run
-  path = train.sample(config, workdir, 'samples_test.npz')
+  path, grid = train.sample(config, workdir, 'samples_test.npz')
+  assert grid == workdir / 'samples_test.png' and grid.is_file()
   samples = np.load(path)['samples']
   chex.assert_shape(samples, (config.sample.num_samples, 28, 28, 1))
   assert samples.dtype == np.float32 and samples.min() >= 0 and samples.max() <= 1
@@ -82,6 +85,22 @@ def test_sample_mode_writes_npz_and_never_overwrites(finished_run):
   with pytest.raises(FileExistsError, match='samples_test.npz'):
     train.sample(config, workdir, 'samples_test.npz')
   assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize('output,error,message', [
+    ('mine.npz', FileExistsError, r'mine.png exists; refusing to overwrite it'),   # the user's picture
+    ('eval/step_12/samples.npz', FileExistsError, r'samples.png exists'),          # the evaluation's
+    ('grid.png', config_checks.ConfigError, r'--output=grid.png must name an .npz file'),
+    ('no_such_folder/s.npz', FileNotFoundError, r'no_such_folder, does not exist'),
+])
+def test_sample_outputs_are_checked_before_any_compute(finished_run, output, error, message, monkeypatch):
+  config, workdir, _ = finished_run
+  (workdir / 'mine.png').write_bytes(b'a picture of the user')
+  monkeypatch.setattr(train, 'Run', None)   # nothing may be built, let alone computed
+  with pytest.raises(error, match=message):
+    train.sample(config, workdir, output)
+  assert (workdir / 'mine.png').read_bytes() == b'a picture of the user'
+  assert not (workdir / 'grid.png.npz').exists()
 
 
 def test_evaluate_mode_needs_a_checkpoint(tmp_path):
@@ -123,3 +142,46 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
   chex.assert_tree_all_finite(_restore_params(config, tmp_path))
   assert not bool(parallel.all_finite({'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf])}))
+
+
+def test_records_past_the_restored_step_are_dropped_on_resume(finished_run, tmp_path):
+  """A run stopped after logging step 12 but with only checkpoint 6 intact logs steps 8 and 12
+  again when it resumes: metrics.jsonl must hold each of them once."""
+  config, intact, _ = finished_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(intact, workdir)
+  shutil.rmtree(workdir / 'checkpoints' / '12')
+  train.train_and_evaluate(config, workdir)
+  records = [(r['step'], r['split']) for r in metric_writers.read_metrics(workdir)]
+  assert len(records) == len(set(records)), records
+  assert [s for s, split in records if split == 'train'] == [4, 8, 12]
+
+
+def test_a_second_trainer_is_refused_naming_the_process(finished_run, tmp_path):
+  config, intact, _ = finished_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(intact, workdir)
+  lock = workdir / workdir_guard.TRAINER_LOCK
+  files = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.is_file() and p != lock}
+  before = files()
+  holder = workdir_guard.TrainerLock(workdir)
+  try:
+    with pytest.raises(workdir_guard.WorkdirBusy, match=f'being trained by process {os.getpid()}'):
+      train.train_and_evaluate(config, workdir)
+  finally:
+    holder.release()
+  assert files() == before
+  # A lock file left by a killed process holds no lock: the next trainer takes it.
+  lock.write_text('99999999')
+  assert train.train_and_evaluate(config, workdir)['step'] == 12
+
+
+def test_read_only_modes_create_nothing(finished_run, tmp_path):
+  config, _, _ = finished_run
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text(config.to_json(indent=2))
+  for mode in (train.evaluate, lambda c, w: train.sample(c, w, 'samples.npz')):
+    with pytest.raises(FileNotFoundError, match='no intact checkpoint'):
+      mode(config, workdir)
+  assert sorted(p.name for p in workdir.iterdir()) == ['config.json']

@@ -28,7 +28,7 @@ def validate(config) -> None:
     raise config_checks.ConfigError(
         f'config.data.name={name!r} is not a data source; choose one of '
         f'{sorted(_LOCAL_SOURCES)} or a tensorflow-datasets image dataset name (e.g. "mnist")')
-  config_checks.require_int(config, 'data.image_size', minimum=4)
+  config_checks.require_int(config, 'data.image_size', minimum=4, maximum=512)
   config_checks.require_choice(config, 'data.channels', (1, 3))
   config_checks.require_number(config, 'data.holdout_fraction', low=0, high=1,
                                low_inclusive=False, high_inclusive=False)

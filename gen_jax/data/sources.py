@@ -35,6 +35,9 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
     raise DataError(f'{path} is not an unsigned-byte IDX file (bad magic number)')
   ndim = raw[3]
+  if len(raw) < 4 + 4 * ndim:
+    raise DataError(f'{path} is truncated: its header names {ndim} dimensions but the file ends '
+                    f'after {len(raw)} bytes')
   shape = struct.unpack(f'>{ndim}I', raw[4:4 + 4 * ndim])
   data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
   if data.size != int(np.prod(shape)):
@@ -79,7 +82,7 @@ def load_folder(cfg) -> tuple[Split, Split]:
         image = image.convert('L' if cfg.channels == 1 else 'RGB')
         image = image.resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
         images.append(np.asarray(image, np.uint8))
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
       raise DataError(f'cannot read image file {path}: {e}') from e
   labels = ([classes.index(p.parent.relative_to(directory).as_posix()) for p in files]
             if labelled else None)

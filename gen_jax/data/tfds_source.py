@@ -25,7 +25,8 @@ def _open(name: str, split: str, data_dir: str | None):
   import tensorflow_datasets as tfds
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  except (AssertionError, FileNotFoundError, NotImplementedError) as not_prepared:
+  except (AssertionError, FileNotFoundError, NotImplementedError, KeyError) as not_prepared:
+    # KeyError ('splits is empty'): a dataset folder with no prepared split.
     try:
       import tensorflow  # noqa: F401  (only to learn whether preparing is possible)
     except ImportError:

@@ -66,8 +66,18 @@ def format_duration(seconds: float | None) -> str:
   return f'{hours}h{minutes:02d}m{secs:02d}s' if hours else f'{minutes}m{secs:02d}s'
 
 
+def _flat_config(tree: dict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat_config(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
 def load_run(workdir: pathlib.Path) -> dict[str, Any]:
-  """A workdir's latest evaluation report, with its training wall time and sample grid."""
+  """A workdir's latest evaluation report, with its training wall time, sample grid and config."""
   workdir = pathlib.Path(workdir)
   path = workdir / EVAL_JSON
   if not path.exists():
@@ -75,24 +85,62 @@ def load_run(workdir: pathlib.Path) -> dict[str, Any]:
   report = json.loads(path.read_text())
   eval_dirs = sorted(workdir.glob(f'eval/step_{report["step"]}*'), key=lambda p: p.stat().st_mtime)
   grids = [d / 'samples.png' for d in eval_dirs if (d / 'samples.png').exists()]
+  config_path = workdir / 'config.json'
+  config = _flat_config(json.loads(config_path.read_text())) if config_path.exists() else {}
   return dict(report, workdir=workdir, train_seconds=train_seconds(workdir),
-              samples=grids[-1] if grids else None)
+              samples=grids[-1] if grids else None, config=config)
+
+
+# Fields that differ between runs without saying anything about them: their names (the config
+# column), where they ran, their length (the steps column) and reporting.
+_NOT_COMPARED = ('name', 'model.name', 'train.num_steps', 'train.log_every', 'train.checkpoint_every',
+                 'train.keep_checkpoints', 'train.eval_every', 'train.num_devices', 'eval.batch_size',
+                 'sample.num_samples', 'eval.classifier_dir')
+
+
+def differing_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
+  """The config fields whose values differ between the runs (a sweep's swept fields, say)."""
+  fields = sorted(set().union(*(run['config'] for run in runs)))
+  values = lambda field: {json.dumps(run['config'].get(field), sort_keys=True) for run in runs}
+  return [f for f in fields if f not in _NOT_COMPARED and len(values(f)) > 1]
+
+
+def _feature_space(run: dict[str, Any]) -> str:
+  """Which classifier measured a run's sample metrics: their feature space."""
+  return run.get('classifier') or 'no sample metrics'
 
 
 def runs_markdown(runs: Sequence[dict[str, Any]], relative_to: pathlib.Path,
                   metrics: Sequence[str] = SUMMARY_METRICS) -> str:
-  """Runs (from `load_run`) in one results table, then each run's sample grid.
+  """Runs (from `load_run`) in results tables, then each run's sample grid.
 
-  Image links are relative to `relative_to`, the directory the markdown file is written in.
-  Metric columns that no run reports are left out.
+  Sample metrics are comparable only within one feature space, so the runs are grouped by the
+  classifier that measured them, one table a group, each headed by that classifier. Columns: the
+  config's name (marked when smoke-sized), the config fields that differ between the runs, and
+  the metrics some run of the group reports. Image links are relative to `relative_to`, the
+  directory the markdown file is written in.
   """
-  shown = [m for m in metrics if any(m in run['metrics'] for run in runs)]
-  rows = []
+  varying = [f for f in differing_fields(runs) if f != 'smoke']
+  text = '# Results\n'
+  groups: dict[str, list[dict[str, Any]]] = {}
   for run in runs:
-    rows.append([run['model'], run['data'], str(run['step']), format_duration(run['train_seconds'])]
-                + [format_value(run['metrics'].get(m, '-')) for m in shown]
-                + [str(run['workdir'])])
-  text = '# Results\n\n' + table(['model', 'data', 'steps', 'train time', *shown, 'workdir'], rows)
+    groups.setdefault(_feature_space(run), []).append(run)
+  for space, group in groups.items():
+    shown = [m for m in metrics if any(m in run['metrics'] for run in group)]
+    rows = []
+    for run in group:
+      name = run.get('config_name') or run['config'].get('name') or run['model']
+      smoke = ' (smoke)' if run['config'].get('smoke') else ''
+      rows.append([name + smoke, run['data'], str(run['step']), format_duration(run['train_seconds'])]
+                  + [format_value(run['config'].get(f, '-')) for f in varying]
+                  + [format_value(run['metrics'].get(m, '-')) for m in shown]
+                  + [str(run['workdir'])])
+    accuracy = {format_value(run['metrics']['classifier_accuracy']) for run in group
+                if 'classifier_accuracy' in run['metrics']}
+    heading = (f'Measured with the digit classifier `{space}` (held-out accuracy '
+               f'{", ".join(sorted(accuracy))}); compare FIDs only within this table.'
+               if space != 'no sample metrics' else 'Runs without sample metrics.')
+    text += f'\n{heading}\n\n' + table(['config', 'data', 'steps', 'train time', *varying, *shown, 'workdir'], rows)
   for run in runs:
     if run['samples'] is not None:
       link = pathlib.Path(os.path.relpath(run['samples'].absolute(), pathlib.Path(relative_to).absolute()))

@@ -74,7 +74,7 @@ class AutoencoderFamily(ModelFamily):
   @classmethod
   def validate(cls, config) -> None:
     architecture = config_checks.require_choice(config, 'model.architecture', autoencoder.ARCHITECTURES)
-    config_checks.require_int(config, 'model.code_dim', minimum=1)
+    config_checks.require_int(config, 'model.code_dim', minimum=1, maximum=65_536)
     if architecture == 'conv':
       features = config_checks.require_positive_ints(config, 'model.conv_features')
       size, scale = config.data.image_size, 2 ** len(features)

@@ -42,6 +42,14 @@ def validate_fields(config: ml_collections.ConfigDict) -> None:
     raise config_checks.ConfigError(
         f'config.eval.classifier_dir={config.eval.classifier_dir!r} must be a path (a string; '
         f'empty for the default under {DEFAULT_ROOT})')
+  # The classifier may have to be trained there: a folder that cannot be written is refused now,
+  # not after the model has trained.
+  directory = workdir(config).absolute()
+  existing = next(p for p in (directory, *directory.parents) if p.exists())
+  if not (directory / 'eval.json').exists() and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+    raise config_checks.ConfigError(
+        f'config.eval.classifier_dir={str(directory)!r} cannot be written ({existing} is not a '
+        f'writable folder), and the digit classifier must be trained there; choose a writable folder')
 
 
 def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

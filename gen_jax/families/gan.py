@@ -110,7 +110,7 @@ class GANFamily(ModelFamily):
 
   @classmethod
   def validate(cls, config) -> None:
-    config_checks.require_int(config, 'model.latent_dim', minimum=1)
+    config_checks.require_int(config, 'model.latent_dim', minimum=1, maximum=4096)
     config_checks.require_choice(config, 'model.prior', latent_priors.PRIORS)
     config_checks.require_choice(config, 'model.loss', adversarial_losses.LOSSES)
     config_checks.require_choice(config, 'model.pixel_range', PIXEL_RANGES)

@@ -27,13 +27,13 @@ class VAEFamily(ModelFamily):
 
   @classmethod
   def validate(cls, config) -> None:
-    config_checks.require_int(config, 'model.latent_dim', minimum=1)
+    config_checks.require_int(config, 'model.latent_dim', minimum=1, maximum=4096)
     config_checks.require_positive_ints(config, 'model.conv_features')
     config_checks.require_int(config, 'model.hidden_dim', minimum=1)
     config_checks.require_choice(config, 'model.likelihood', LIKELIHOODS)
     config_checks.require_number(config, 'model.observation_std', low=0, low_inclusive=False)
     config_checks.require_number(config, 'model.beta', low=0)
-    config_checks.require_int(config, 'eval.iwae_samples', minimum=1)
+    config_checks.require_int(config, 'eval.iwae_samples', minimum=1, maximum=10_000)
     optimizers.validate(config, 'optim')
     size = config.data.image_size
     if size % 2:

@@ -1,90 +1,28 @@
-"""Orbax checkpoints in a run's workdir (the latest ones, and the best by a metric), and the guard
-that keeps one workdir to one run.
+"""Orbax checkpoints in a run's workdir: the latest ones, and the best by a metric.
 
-The first run in a workdir writes `config.json`. A later run in the same workdir resumes only if
-its config describes the same run: it may change how long the run is or how often it logs, never
-the model, the data or the optimisation. Otherwise it is refused, and nothing in the workdir is
-touched.
+Every save is sealed with a record of the files it wrote (size and SHA-256), checked before a
+restore: a checkpoint damaged on disk is named, set aside and passed over for the newest intact
+one, never restored silently. A save that fails (a full disk) leaves no half-written folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import math
 import pathlib
 import shutil
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
 from gen_jax.runtime import config_checks
 
-RUN_CONFIG = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
-# Fields a resumed run may change: they set the run's length and its reporting, not its result.
-RESUMABLE_CHANGES = frozenset({
-    'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.eval_every', 'train.num_devices', 'eval.batch_size',
-    'eval.max_examples', 'sample.num_samples', 'sample.label',
-})
-
-
-class WorkdirMismatch(RuntimeError):
-  """The workdir holds a run with a different config."""
-
-
-def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    name = f'{prefix}{key}'
-    if isinstance(value, dict):
-      flat.update(_flatten(value, name + '.'))
-    else:
-      flat[name] = list(value) if isinstance(value, tuple) else value
-  return flat
-
-
-def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config fields that decide what a run computes."""
-  flat = _flatten(json.loads(config.to_json()))
-  return {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
-
-
-def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, create: bool) -> None:
-  """Refuses a workdir that holds another run; records the config in a new one when `create`.
-
-  Without `create` (evaluating or sampling) a workdir must already hold this run.
-  """
-  path = workdir / RUN_CONFIG
-  if not path.exists() and not create:
-    raise FileNotFoundError(f'{workdir} holds no run ({RUN_CONFIG} is missing); train first (--mode=train)')
-  if path.exists():
-    saved = _flatten(json.loads(path.read_text()))
-    saved = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
-    current = run_identity(config)
-    differences = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
-    if differences:
-      shown = '; '.join(f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
-                        for k in differences[:8])
-      raise WorkdirMismatch(
-          f'workdir {workdir} holds a run of model {saved.get("model.name")!r} with a different '
-          f'config ({shown}). Refusing to resume or overwrite it: use another --workdir.')
-    return
-  if (workdir / CHECKPOINT_DIR).exists():
-    raise WorkdirMismatch(f'workdir {workdir} holds checkpoints but no {RUN_CONFIG}; refusing to '
-                          f'overwrite them: use another --workdir.')
-  workdir.mkdir(parents=True, exist_ok=True)
-  path.write_text(config.to_json(indent=2))
-
-
 # Written into every step folder after its save: the size and SHA-256 of each file the save wrote.
 INTEGRITY_FILE = 'gen_jax_integrity.json'
 # Where damaged checkpoints are set aside (never deleted), inside the workdir.
@@ -204,9 +142,9 @@ class _CheckpointDir:
 class Checkpointer(_CheckpointDir):
   """Saves every N steps and at the end, keeping the last K; restores the latest."""
 
-  def __init__(self, workdir: pathlib.Path, keep: int):
+  def __init__(self, workdir: pathlib.Path, keep: int, create: bool = True):
     super().__init__(pathlib.Path(workdir) / CHECKPOINT_DIR,
-                     ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+                     ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
 
   def save(self, step: int, state: Any) -> None:
     if step in self._manager.all_steps():
@@ -225,12 +163,12 @@ class BestCheckpointer(_CheckpointDir):
   is saved with the checkpoint, so a resumed run keeps comparing against the same best.
   """
 
-  def __init__(self, workdir: pathlib.Path, metric: str, mode: str):
+  def __init__(self, workdir: pathlib.Path, metric: str, mode: str, create: bool = True):
     self.metric = metric
     self.mode = mode
     super().__init__(pathlib.Path(workdir) / BEST_DIR, ocp.CheckpointManagerOptions(
         max_to_keep=1, best_fn=lambda metrics: metrics[metric], best_mode=mode,
-        keep_checkpoints_without_metrics=False, create=True))
+        keep_checkpoints_without_metrics=False, create=create))
 
   def best_value(self) -> float | None:
     step = self.latest_step()
@@ -252,15 +190,3 @@ class BestCheckpointer(_CheckpointDir):
     return True
 
 
-@contextlib.contextmanager
-def exclusive(directory: pathlib.Path) -> Iterator[None]:
-  """Holds an exclusive lock named after `directory` (a `.lock` file beside it) while the block
-  runs, waiting for another process that holds it: one process builds what several need."""
-  directory = pathlib.Path(directory)
-  directory.parent.mkdir(parents=True, exist_ok=True)
-  with open(directory.with_name(directory.name + '.lock'), 'a') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)

@@ -32,12 +32,16 @@ def require_choice(config, field: str, allowed: Iterable[str]) -> str:
   return value
 
 
-def require_int(config, field: str, minimum: int | None = None) -> int:
+def require_int(config, field: str, minimum: int | None = None, maximum: int | None = None) -> int:
+  """An integer within [minimum, maximum]; sizes get a maximum, so that a typo (1e9 samples, a
+  4096-pixel image) is refused here rather than found by the allocator."""
   value = get_field(config, field)
   if isinstance(value, bool) or not isinstance(value, int):
     raise ConfigError(f'config.{field}={value!r} must be an integer')
   if minimum is not None and value < minimum:
     raise ConfigError(f'config.{field}={value!r} must be >= {minimum}')
+  if maximum is not None and value > maximum:
+    raise ConfigError(f'config.{field}={value!r} must be <= {maximum:,}')
   return value
 
 

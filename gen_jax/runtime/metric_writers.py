@@ -12,12 +12,23 @@ METRICS_FILE = 'metrics.jsonl'
 
 
 class MetricWriter:
-  """Appends; a resumed run adds to the files of the run it continues."""
+  """Appends; a resumed run adds to the files of the run it continues.
 
-  def __init__(self, workdir: pathlib.Path):
+  A run resumed from step N first drops the records of steps after N (written before it was
+  stopped, past its last checkpoint), so that metrics.jsonl reads as one uninterrupted run.
+  """
+
+  def __init__(self, workdir: pathlib.Path, resumed_step: int = 0):
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(workdir / METRICS_FILE, 'a', encoding='utf-8')
+    path = workdir / METRICS_FILE
+    if path.exists():
+      kept = [line for line in path.read_text(encoding='utf-8').splitlines()
+              if line.strip() and json.loads(line)['step'] <= resumed_step]
+      partial = path.with_name(METRICS_FILE + '.tmp')
+      partial.write_text(''.join(line + '\n' for line in kept), encoding='utf-8')
+      partial.replace(path)
+    self._jsonl = open(path, 'a', encoding='utf-8')
     self._tensorboard = SummaryWriter(str(workdir / 'tensorboard'))
 
   def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
