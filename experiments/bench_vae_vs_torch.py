@@ -459,7 +459,8 @@ def main(argv):
   out = figures.unique_dir(pathlib.Path(FLAGS.out))
   figures.save_curves(smoothed_curves(report), [f'{side} train neg ELBO' for side in SIDES],
                       out / 'training_curves.png',
-                      'training negative ELBO per step (window means), same batches')
+                      'training negative ELBO per step (window means), same batches',
+                      'negative ELBO (nats per image)')
   (out / 'report.md').write_text(markdown_report(report))
   (out / 'report.json').write_text(json.dumps(report, indent=2))
   print(markdown_report(report).split('\n![')[0])

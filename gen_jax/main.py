@@ -20,6 +20,7 @@ import pathlib
 import sys
 from typing import NoReturn
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -40,6 +41,7 @@ flags.DEFINE_enum('checkpoint', 'latest', train.CHECKPOINT_CHOICES,
                   'config.train.best_metric (workdir/best).')
 flags.mark_flags_as_required(['config'])
 
+COMPILATION_CACHE = 'compilation_cache'
 # The errors a run reports in one line (its own checks, its data, its workdir).
 RUN_ERRORS = (config_checks.ConfigError, data.DataError, workdir_guard.WorkdirMismatch,
               workdir_guard.WorkdirBusy, checkpointing.CheckpointError, train.TrainingDiverged,
@@ -125,6 +127,10 @@ def main(argv):
       lambda record: '/orbax/' not in record.pathname or record.levelno >= std_logging.WARNING)
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(config)
+  # Compiled steps are kept beside the workdirs, so that the next run of the same model (a resumed
+  # or repeated run, a sweep's next member) skips most of its compilation.
+  jax.config.update('jax_compilation_cache_dir',
+                    str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
   try:
     if FLAGS.mode == 'train':
       report = train.train_and_evaluate(config, workdir)

@@ -44,6 +44,10 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   """Checks the whole config before any data is read; returns the model family it names."""
   family = registry.get(config_checks.get_field(config, 'model.name'))
   config_checks.require_int(config, 'seed', minimum=0, maximum=2**63 - 1)
+  if 'smoke' in config:
+    config_checks.require_bool(config, 'smoke')
+  if 'name' in config:
+    config_checks.require_str(config, 'name')
   data.validate(config)
   config_checks.require_int(config, 'train.batch_size', minimum=1, maximum=65_536)
   config_checks.require_int(config, 'train.num_steps', minimum=1)
@@ -156,7 +160,7 @@ class Run:
                          f'metric_names(): {sorted(undeclared)}')
     report = {'model': self.config.model.name, 'config_name': self.config.get('name', ''),
               'data': self.config.data.name, 'step': self.step, 'num_holdout': len(holdout),
-              'metrics': metrics}
+              'eval_dir': str(out_dir), 'metrics': metrics}
     if self.family.GENERATIVE:   # the feature space its sample metrics were measured in
       report['classifier'] = classifier_family.workdir(self.config).name
     for directory in (out_dir, self.workdir):
@@ -258,6 +262,8 @@ def _evaluate_and_keep_best(run: Run, writer: MetricWriter) -> dict[str, Any]:
   """Evaluates the current state and keeps it in workdir/best when it scores best so far."""
   report = run.evaluate()
   writer.write(run.step, 'eval', _scalars(report['metrics']))
+  writer.write_images(run.step, 'eval', {path.stem: path for path in
+                                         sorted(pathlib.Path(report['eval_dir']).glob('*.png'))})
   if run.best is not None and run.best.offer(run.step, run.state, report['metrics']):
     logging.info('Step %d is the best so far by %s; kept in %s', run.step, run.best.metric,
                  run.workdir / checkpointing.BEST_DIR)

@@ -8,8 +8,14 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Many tests compile the same smoke-sized steps: a compilation cache shared by this process's
+# tests compiles each program once (the command line keeps one beside the workdirs the same way).
+jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_'))
 
 
 def load_config(name: str, argument: str | None = 'smoke'):

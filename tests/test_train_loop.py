@@ -40,7 +40,11 @@ def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
   assert [r['step'] for r in records] == [4, 8, 12]
   assert records[-1]['loss'] < records[0]['loss']
   assert all(np.isfinite(r['loss']) for r in records)
-  assert list((workdir / 'tensorboard').iterdir())
+  events = b''.join(path.read_bytes() for path in (workdir / 'tensorboard').iterdir())
+  # The evaluation's pictures are in TensorBoard too, as PNG-encoded images.
+  for tag in (b'eval/samples', b'eval/reconstructions', b'eval/manifold', b'train/loss'):
+    assert tag in events, tag
+  assert b'\x89PNG' in events
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
   eval_dir = workdir / 'eval' / 'step_12'
   for name in ('eval.json', 'reconstructions.png', 'samples.png', 'latent_means.png',

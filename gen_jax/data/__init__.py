@@ -33,6 +33,8 @@ def validate(config) -> None:
   config_checks.require_number(config, 'data.holdout_fraction', low=0, high=1,
                                low_inclusive=False, high_inclusive=False)
   config_checks.require_int(config, 'data.max_examples', minimum=0)
+  for field in ('data.path', 'data.train_split', 'data.holdout_split'):
+    config_checks.require_str(config, field)
 
 
 def load(cfg) -> Dataset:

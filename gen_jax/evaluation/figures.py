@@ -46,31 +46,43 @@ def save_gif(frames: Sequence[np.ndarray], path: pathlib.Path, duration_ms: int 
   return pathlib.Path(path)
 
 
-def save_curves(records: list[dict], keys: Sequence[str], path: pathlib.Path, title: str) -> pathlib.Path:
-  """Plots metric records (dicts with 'step') against the step, one line a key."""
-  fig, ax = plt.subplots(figsize=(7, 4))
-  for key in keys:
-    points = [(r['step'], r[key]) for r in records if key in r]
-    if points:
-      ax.plot(*zip(*points), label=key)
-  ax.set_xlabel('step')
-  ax.set_title(title)
-  ax.legend()
-  ax.grid(alpha=0.3)
+def save_curves(records: list[dict], keys: Sequence[str], path: pathlib.Path, title: str,
+                ylabel: str | Sequence[str]) -> pathlib.Path:
+  """Plots metric records (dicts with 'step') against the step, one line a key.
+
+  One `ylabel` (a quantity with its unit) puts every key on one axis; a sequence of labels, one
+  per key, gives each key its own panel, for quantities that do not share a unit.
+  """
+  panels = [(list(keys), ylabel)] if isinstance(ylabel, str) else [([k], y) for k, y in zip(keys, ylabel)]
+  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3 + 1.5 * (len(panels) - 1)), sharex=True,
+                           squeeze=False)
+  for ax, (panel_keys, label) in zip(axes[:, 0], panels):
+    for key in panel_keys:
+      points = [(r['step'], r[key]) for r in records if key in r]
+      if points:
+        ax.plot(*zip(*points), label=key)
+    ax.set_ylabel(label)
+    ax.legend()
+    ax.grid(alpha=0.3)
+  axes[-1, 0].set_xlabel('training step')
+  axes[0, 0].set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return pathlib.Path(path)
 
 
-def save_scatter(points: np.ndarray, labels: np.ndarray, path: pathlib.Path, title: str) -> pathlib.Path:
-  """2-D points coloured by integer label (grey when unlabelled)."""
+def save_scatter(points: np.ndarray, labels: np.ndarray, path: pathlib.Path, title: str,
+                 axis_labels: tuple[str, str]) -> pathlib.Path:
+  """2-D points coloured by integer label (grey when unlabelled), axes named by `axis_labels`."""
   fig, ax = plt.subplots(figsize=(6, 5))
   if np.all(labels >= 0):
     handle = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='tab10', s=4)
-    fig.colorbar(handle, ax=ax, label='label')
+    fig.colorbar(handle, ax=ax, label='class label')
   else:
     ax.scatter(points[:, 0], points[:, 1], c='grey', s=4)
+  ax.set_xlabel(axis_labels[0])
+  ax.set_ylabel(axis_labels[1])
   ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -84,6 +96,8 @@ def save_histograms(columns: dict[str, np.ndarray], path: pathlib.Path, title: s
   for ax, (name, values) in zip(axes[0], columns.items()):
     ax.hist(np.asarray(values), bins=50)
     ax.set_title(name)
+    ax.set_xlabel('value')
+    ax.set_ylabel('count')
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

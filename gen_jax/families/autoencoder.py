@@ -238,7 +238,8 @@ class AutoencoderFamily(ModelFamily):
                              'near-zero fraction per image': near_zero},
                             out_dir / 'code_histograms.png', 'held-out codes')
     if self.config.model.code_dim == 2:
-      figures.save_scatter(codes, holdout.labels, out_dir / 'codes.png', 'held-out codes')
+      figures.save_scatter(codes, holdout.labels, out_dir / 'codes.png', 'held-out codes',
+                           ('code unit 0', 'code unit 1'))
     figures.save_image_grid(self.sample(state, sample_rng, 64), out_dir / 'samples.png', columns=8)
 
   def sample_images(self, params, code_mean: jax.Array, code_cov: jax.Array, rng: jax.Array,

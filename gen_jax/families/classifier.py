@@ -37,7 +37,7 @@ DATA_FIELDS = ('name', 'path', 'image_size', 'channels', 'holdout_fraction', 'tr
 
 def validate_fields(config: ml_collections.ConfigDict) -> None:
   """Checks the fields a model config sets for its classifier (eval.classifier_*)."""
-  config_checks.require_int(config, 'eval.classifier_steps', minimum=1)
+  config_checks.require_int(config, 'eval.classifier_steps', minimum=1, maximum=1_000_000)
   if not isinstance(config_checks.get_field(config, 'eval.classifier_dir'), str):
     raise config_checks.ConfigError(
         f'config.eval.classifier_dir={config.eval.classifier_dir!r} must be a path (a string; '

@@ -115,6 +115,8 @@ class GANFamily(ModelFamily):
     config_checks.require_choice(config, 'model.loss', adversarial_losses.LOSSES)
     config_checks.require_choice(config, 'model.pixel_range', PIXEL_RANGES)
     config_checks.require_int(config, 'model.n_critic', minimum=1)
+    for field in ('model.conditional', 'model.generator.batch_norm', 'model.discriminator.batch_norm'):
+      config_checks.require_bool(config, field)
     config_checks.require_number(config, 'model.gradient_penalty', low=0)
     config_checks.require_number(config, 'model.weight_clip', low=0)
     for field in ('generator.dense_features', 'discriminator.conv_features',
@@ -125,7 +127,7 @@ class GANFamily(ModelFamily):
     optimizers.validate(config, 'optim_g')
     optimizers.validate(config, 'optim_d')
     config_checks.require_int(config, 'sample.label', minimum=-1)
-    config_checks.require_int(config, 'eval.epoch_samples', minimum=0)
+    config_checks.require_int(config, 'eval.epoch_samples', minimum=0, maximum=100_000)
     size = config.data.image_size
     if size % 2 ** upsamplings:
       raise config_checks.ConfigError(
@@ -336,13 +338,16 @@ class GANFamily(ModelFamily):
     records = metric_writers.read_metrics(workdir, 'train')
     if records:
       figures.save_curves(records, ['d_loss', 'g_loss', 'gradient_penalty'], workdir / 'losses.png',
-                          f'{self.config.model.name}: critic and generator losses')
+                          f'{self.config.model.name}: critic and generator losses',
+                          f'loss ({self.config.model.loss}; window means)')
       figures.save_curves(records, ['d_real', 'd_fake', 'wasserstein_estimate'],
-                          workdir / 'critic_outputs.png', 'critic on real and generated batches')
+                          workdir / 'critic_outputs.png', 'critic on real and generated batches',
+                          'P(real)' if self.loss.probabilistic else 'critic score')
     epochs = metric_writers.read_metrics(workdir, 'epoch')
     if any('class_entropy' in r for r in epochs):
       figures.save_curves(epochs, ['class_entropy', 'class_max_fraction'], workdir / 'class_balance.png',
-                          'class balance of the samples (digit classifier)')
+                          'class balance of the samples (digit classifier)',
+                          ['entropy of the class histogram (nats)', 'share of the largest class'])
 
   # Evaluation ----------------------------------------------------------------------------------
 

@@ -192,8 +192,10 @@ class PCAFamily(ModelFamily):
                               'held-out images and their PCA reconstructions')
     scale = np.sqrt(np.maximum(np.asarray(full.explained_variance[:2]), 1e-12))
     points = coordinates[:, :2] / scale if self.config.model.whiten else coordinates[:, :2]
+    unit = 'whitened coordinate' if self.config.model.whiten else 'coordinate'
     figures.save_scatter(points, holdout.labels, out_dir / 'projection.png',
-                         'held-out images on the first two principal components')
+                         'held-out images on the first two principal components',
+                         (f'component 1 {unit}', f'component 2 {unit}'))
     components = np.asarray(full.components[:SHOWN_COMPONENTS])
     components = 0.5 + components / (2 * np.abs(components).max(axis=1, keepdims=True))
     mean = np.clip(np.asarray(full.mean), 0, 1)

@@ -132,16 +132,17 @@ class VAEFamily(ModelFamily):
 
   def write_figures(self, state, holdout, posterior, out_dir: pathlib.Path, rng) -> None:
     params = jax.device_get(state.params)
-    shown = min(32, len(holdout))
+    shown = min(16, len(holdout))
     reconstructions = self.decode_mean(params, posterior['mean'][:shown])
-    pairs = np.stack([holdout.images[:shown], np.asarray(reconstructions)], axis=1)
-    figures.save_image_grid(pairs.reshape((-1,) + self.spec.image_shape),
-                            out_dir / 'reconstructions.png', columns=16)
+    figures.save_labeled_rows({'input': holdout.images[:shown],
+                               'reconstruction': np.asarray(reconstructions)},
+                              out_dir / 'reconstructions.png',
+                              'held-out images and their reconstructions (decoded posterior means)')
     figures.save_image_grid(self.sample(state, rng, 64), out_dir / 'samples.png', columns=8)
     latent_dim = self.config.model.latent_dim
     if latent_dim == 2:
       figures.save_scatter(posterior['mean'], holdout.labels, out_dir / 'latent_means.png',
-                           'held-out posterior means')
+                           'held-out posterior means', ('posterior mean of z0', 'posterior mean of z1'))
       variances = np.exp(posterior['logvar'])
       figures.save_histograms({f'{kind} z{i}': values[:, i]
                                for kind, values in (('mean', posterior['mean']), ('variance', variances))

@@ -68,3 +68,17 @@ def require_positive_ints(config, field: str, allow_empty: bool = False) -> tupl
     kind = 'sequence' if allow_empty else 'non-empty sequence'
     raise ConfigError(f'config.{field}={value!r} must be a {kind} of positive integers')
   return tuple(value)
+
+
+def require_str(config, field: str) -> str:
+  value = get_field(config, field)
+  if not isinstance(value, str):
+    raise ConfigError(f'config.{field}={value!r} must be a string')
+  return value
+
+
+def require_bool(config, field: str) -> bool:
+  value = get_field(config, field)
+  if not isinstance(value, bool):
+    raise ConfigError(f'config.{field}={value!r} must be True or False')
+  return value

@@ -1,4 +1,5 @@
-"""Scalar metrics to a JSON-lines file and TensorBoard event files (tensorboardX, no TensorFlow)."""
+"""Metrics to a JSON-lines file, and metrics and pictures to TensorBoard event files (tensorboardX,
+no TensorFlow): `tensorboard --logdir <workdir>/tensorboard` shows them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import pathlib
 
 import numpy as np
+from PIL import Image
 from tensorboardX import SummaryWriter
 
 METRICS_FILE = 'metrics.jsonl'
@@ -38,6 +40,14 @@ class MetricWriter:
     self._jsonl.flush()
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f'{split}/{name}', float(np.asarray(value)), int(step))
+    self._tensorboard.flush()
+
+  def write_images(self, step: int, split: str, pictures: dict[str, pathlib.Path]) -> None:
+    """PNG files (grids, curves) into TensorBoard's images tab, as `<split>/<name>`."""
+    for name, path in pictures.items():
+      with Image.open(path) as picture:
+        array = np.asarray(picture.convert('RGB'))
+      self._tensorboard.add_image(f'{split}/{name}', array, int(step), dataformats='HWC')
     self._tensorboard.flush()
 
   def close(self) -> None:
