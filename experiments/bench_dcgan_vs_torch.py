@@ -256,7 +256,7 @@ def main(argv):
   if FLAGS.torch_threads:
     torch.set_num_threads(FLAGS.torch_threads)
   config = benchmark_config(FLAGS.data_path, FLAGS.seed)
-  dataset = data.load(config.data)
+  dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   digits = classifier.get_classifier(config)   # trained once and cached when missing
   load_start = os.getloadavg()

@@ -128,7 +128,7 @@ class JaxSide(Side):
   """gen_jax's own path: data, VAEFamily.train_step via parallel.compile_train_step, Evaluator."""
 
   def __init__(self, config):
-    self.dataset = data.load(config.data)
+    self.dataset = data.load(**config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = registry.get(config.model.name)(
         config, DataSpec.of(self.dataset, self.batches))
@@ -201,7 +201,7 @@ class TorchSide(Side):
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     self.config = config
     self.initial_params = initial_params
-    self.dataset = data.load(config.data)
+    self.dataset = data.load(**config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.model = self._model('pytorch')
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.learning_rate,

@@ -99,7 +99,7 @@ def write_report(rows: list[dict], config, out_dir: pathlib.Path) -> None:
 def main(argv):
   del argv
   config = importlib.import_module(f'configs.{FLAGS.config}').get_config()
-  dataset = data.load(config.data)
+  dataset = data.load(**config.data)
   rows = []
   for weight in sorted(float(w) for w in FLAGS.weights):
     rows.append(train_and_measure(config, dataset, weight))

@@ -87,7 +87,7 @@ class Variant:
 
   def __init__(self, name: str, tuned: bool, xla_convolutions: bool, config):
     self.name, self.seconds, self.steps = name, 0.0, 0
-    dataset = data.load(config.data)
+    dataset = data.load(**config.data)
     schedule = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
     family = registry.get(config.model.name)(config, DataSpec.of(dataset, schedule))
     mesh = parallel.make_mesh(config.train.num_devices)

@@ -99,7 +99,7 @@ class Run:
     self.judge = sample_metrics.SampleJudge(lambda: digit_classifier(config), config.seed)
     if not training:
       workdir_guard.claim_workdir(self.workdir, config, create=False)
-    self.dataset = data.load(config.data)
+    self.dataset = data.load(**config.data)
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
     _check_best_metric(config, self.family)

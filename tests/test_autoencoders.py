@@ -201,7 +201,7 @@ def test_tiny_real_training_lowers_the_loss(name):
   """The smoke config on its real data, through the compiled data-parallel step (evaluation is
   exercised by the end-to-end runs below, whose configs share these code paths)."""
   config = load_config(name)
-  dataset = data.load(config.data)
+  dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = AutoencoderFamily(config, DataSpec.of(dataset, batches))
   mesh = parallel.make_mesh()

@@ -26,7 +26,7 @@ def _config(directory, steps=STEPS):
 def trained(tmp_path_factory):
   directory = tmp_path_factory.mktemp('classifier')
   config = _config(directory)
-  holdout = data.load(config.data).holdout
+  holdout = data.load(**config.data).holdout
   return config, train.digit_classifier(config), holdout
 
 

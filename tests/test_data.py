@@ -33,7 +33,7 @@ def _check_split(split, size, channels=1):
 
 
 def test_digits_resized_and_held_out():
-  dataset = data.load(data_config(image_size=16))
+  dataset = data.load(**data_config(image_size=16))
   _check_split(dataset.train, 16)
   assert len(dataset.train) + len(dataset.holdout) == 1797
   assert len(dataset.holdout) == round(1797 * 0.2)
@@ -67,7 +67,7 @@ def test_idx_directory(tmp_path):
   labels = rng.integers(0, 10, 50, dtype=np.uint8)
   _write_idx(tmp_path / 'train-images-idx3-ubyte.gz', images)
   _write_idx(tmp_path / 'train-labels-idx1-ubyte.gz', labels)
-  dataset = data.load(data_config(name='idx', path=str(tmp_path)))
+  dataset = data.load(**data_config(name='idx', path=str(tmp_path)))
   assert (len(dataset.train), len(dataset.holdout)) == (40, 10)
   np.testing.assert_allclose(dataset.train.images[..., 0], images[:40] / 255.0, atol=1e-6)
   np.testing.assert_array_equal(dataset.holdout.labels, labels[40:])
@@ -75,7 +75,7 @@ def test_idx_directory(tmp_path):
 
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason='the shared MNIST test split is not beside the repo')
 def test_real_mnist_test_split_is_8000_train_2000_held_out():
-  dataset = data.load(data_config(name='idx', path=str(MNIST_DIR)))
+  dataset = data.load(**data_config(name='idx', path=str(MNIST_DIR)))
   assert (len(dataset.train), len(dataset.holdout)) == (8000, 2000)
   counts = np.bincount(np.concatenate([dataset.train.labels, dataset.holdout.labels]))
   np.testing.assert_array_equal(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
@@ -87,7 +87,7 @@ def test_image_folder_with_class_subfolders(tmp_path):
     (tmp_path / label).mkdir()
     for index in range(5):
       Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / label / f'{index}.png')
-  dataset = data.load(data_config(name='folder', path=str(tmp_path), image_size=16, channels=3))
+  dataset = data.load(**data_config(name='folder', path=str(tmp_path), image_size=16, channels=3))
   _check_split(dataset.train, 16, channels=3)
   assert (len(dataset.train), len(dataset.holdout)) == (8, 2)
   assert sorted(np.concatenate([dataset.train.labels, dataset.holdout.labels])) == [0] * 5 + [1] * 5
@@ -95,29 +95,29 @@ def test_image_folder_with_class_subfolders(tmp_path):
 
 def test_tfds_dataset_by_name_with_mock_data():
   with tfds.testing.mock_data(num_examples=24):
-    dataset = data.load(data_config(name='mnist', image_size=14))
+    dataset = data.load(**data_config(name='mnist', image_size=14))
   _check_split(dataset.train, 14)
   assert len(dataset.train) == 24 and len(dataset.holdout) == 24
 
 
 def test_unprepared_tfds_dataset_names_the_optional_extra(tmp_path):
   with pytest.raises(data.DataError, match=r"gen_jax\[tfds-prepare\]"):
-    data.load(data_config(name='mnist', path=str(tmp_path)))
+    data.load(**data_config(name='mnist', path=str(tmp_path)))
 
 
 @pytest.mark.parametrize('name', ['idx', 'folder'])
 def test_missing_or_empty_paths_are_named(name, tmp_path):
   missing = tmp_path / 'nowhere'
   with pytest.raises(data.DataError, match=f'{missing}.* is not an existing directory'):
-    data.load(data_config(name=name, path=str(missing)))
+    data.load(**data_config(name=name, path=str(missing)))
   with pytest.raises(data.DataError, match=f'no .* in {tmp_path}|under {tmp_path}'):
-    data.load(data_config(name=name, path=str(tmp_path)))
+    data.load(**data_config(name=name, path=str(tmp_path)))
 
 
 def test_unreadable_files_are_named(tmp_path):
   (tmp_path / 'broken.png').write_bytes(b'not a png')
   with pytest.raises(data.DataError, match='broken.png'):
-    data.load(data_config(name='folder', path=str(tmp_path)))
+    data.load(**data_config(name='folder', path=str(tmp_path)))
   idx_dir = tmp_path / 'idx'
   idx_dir.mkdir()
   (idx_dir / 't10k-images-idx3-ubyte').write_bytes(b'\x00\x00\x09\x03')
@@ -139,10 +139,10 @@ def test_an_image_whose_header_claims_a_huge_size_is_named(tmp_path):
   (tmp_path / 'bomb.png').write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
                                       + chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
   with pytest.raises(data.DataError, match='bomb.png'):
-    data.load(data_config(name='folder', path=str(tmp_path)))
+    data.load(**data_config(name='folder', path=str(tmp_path)))
 
 
 def test_batch_larger_than_data_is_refused():
-  split = data.load(data_config(image_size=8, max_examples=10)).train
+  split = data.load(**data_config(image_size=8, max_examples=10)).train
   with pytest.raises(data.DataError, match='batch_size=64 is larger than the 10 training examples'):
     data.BatchSchedule(split, 64, 0)

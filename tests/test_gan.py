@@ -35,7 +35,7 @@ def _setup(name, **overrides):
   for field, value in overrides.items():
     _set(config, field.replace('__', '.'), value)
   GANFamily.validate(config)
-  dataset = data.load(config.data)
+  dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = GANFamily(config, DataSpec.of(dataset, batches))
   return config, family, batches

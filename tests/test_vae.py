@@ -21,7 +21,7 @@ from tests.conftest import (load_config, pmap_train_step, run_steps, split_acros
 @pytest.fixture(scope='module')
 def setup():
   config = load_config('vae')
-  dataset = data.load(config.data)
+  dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = VAEFamily(config, DataSpec.of(dataset, batches))
   return config, family, batches

@@ -1,6 +1,6 @@
 """Image data for every gen_jax model: one interface over several sources.
 
-`load(config.data)` returns a `Dataset` whose splits hold images in [0, 1], (N, H, W, C), with
+`load(**config.data)` returns a `Dataset` whose splits hold images in [0, 1], (N, H, W, C), with
 labels where the source has them. Sources: `digits` (scikit-learn, no download), `idx` (MNIST's
 original files in a directory), `folder` (PNG/JPEG files, class sub-folders optional) and any
 tensorflow-datasets image dataset by name (e.g. `mnist`).
@@ -37,8 +37,13 @@ def validate(config) -> None:
     config_checks.require_str(config, field)
 
 
-def load(cfg) -> Dataset:
-  """Loads the configured source; the training split is cut to cfg.max_examples when set."""
-  loader = _LOCAL_SOURCES.get(cfg.name, tfds_source.load_tfds)
-  train, holdout = loader(cfg)
-  return Dataset(name=cfg.name, train=train.take(cfg.max_examples), holdout=holdout)
+def load(name: str, path: str, image_size: int, channels: int, holdout_fraction: float,
+         train_split: str, holdout_split: str, max_examples: int) -> Dataset:
+  """Loads the source `name` (a config's data block: `data.load(**config.data)`); the training
+  split is cut to max_examples when set."""
+  if name in _LOCAL_SOURCES:
+    train, holdout = _LOCAL_SOURCES[name](path, image_size, channels, holdout_fraction)
+  else:
+    train, holdout = tfds_source.load_tfds(name, path, image_size, channels, train_split,
+                                           holdout_split, max_examples)
+  return Dataset(name=name, train=train.take(max_examples), holdout=holdout)

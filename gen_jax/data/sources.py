@@ -15,13 +15,14 @@ from gen_jax.data.dataset import DataError, Split, split_holdout, to_model_forma
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
 
 
-def load_digits(cfg) -> tuple[Split, Split]:
-  """scikit-learn's 1,797 handwritten digits (8×8, ships with the package)."""
+def load_digits(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
+  """scikit-learn's 1,797 handwritten digits (8×8, ships with the package, so `path` is unused)."""
+  del path
   from sklearn.datasets import load_digits as sklearn_digits
   digits = sklearn_digits()
   images = (digits.images / 16.0).astype(np.float32)
-  split = to_model_format(images, digits.target, cfg.image_size, cfg.channels)
-  return split_holdout(split, cfg.holdout_fraction)
+  split = to_model_format(images, digits.target, image_size, channels)
+  return split_holdout(split, holdout_fraction)
 
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
@@ -52,9 +53,9 @@ def _find_one(directory: pathlib.Path, pattern: str) -> pathlib.Path | None:
   return matches[0] if matches else None
 
 
-def load_idx(cfg) -> tuple[Split, Split]:
-  """`*images-idx3-ubyte[.gz]` (and optionally `*labels-idx1-ubyte[.gz]`) in cfg.path."""
-  directory = _existing_dir(cfg.path, 'idx')
+def load_idx(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
+  """`*images-idx3-ubyte[.gz]` (and optionally `*labels-idx1-ubyte[.gz]`) in `path`."""
+  directory = _existing_dir(path, 'idx')
   images_path = _find_one(directory, '*images*idx3-ubyte*')
   if images_path is None:
     raise DataError(f'no IDX image file (*images*idx3-ubyte[.gz]) in {directory}')
@@ -63,33 +64,33 @@ def load_idx(cfg) -> tuple[Split, Split]:
   labels = read_idx(labels_path) if labels_path else None
   if labels is not None and labels.shape[0] != images.shape[0]:
     raise DataError(f'{labels_path} has {labels.shape[0]} labels for {images.shape[0]} images')
-  split = to_model_format(images, labels, cfg.image_size, cfg.channels)
-  return split_holdout(split, cfg.holdout_fraction)
+  split = to_model_format(images, labels, image_size, channels)
+  return split_holdout(split, holdout_fraction)
 
 
-def load_folder(cfg) -> tuple[Split, Split]:
-  """Image files under cfg.path; sub-folder names become class labels when every file has one."""
-  directory = _existing_dir(cfg.path, 'folder')
+def load_folder(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
+  """Image files under `path`; sub-folder names become class labels when every file has one."""
+  directory = _existing_dir(path, 'folder')
   files = sorted(p for p in directory.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
     raise DataError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) under {directory}')
   classes = sorted({p.parent.relative_to(directory).as_posix() for p in files})
   labelled = '.' not in classes
   images = []
-  for path in files:
+  for file in files:
     try:
-      with Image.open(path) as image:
-        image = image.convert('L' if cfg.channels == 1 else 'RGB')
-        image = image.resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+      with Image.open(file) as image:
+        image = image.convert('L' if channels == 1 else 'RGB')
+        image = image.resize((image_size, image_size), Image.BILINEAR)
         images.append(np.asarray(image, np.uint8))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-      raise DataError(f'cannot read image file {path}: {e}') from e
+      raise DataError(f'cannot read image file {file}: {e}') from e
   labels = ([classes.index(p.parent.relative_to(directory).as_posix()) for p in files]
             if labelled else None)
-  split = to_model_format(np.stack(images), labels, cfg.image_size, cfg.channels)
+  split = to_model_format(np.stack(images), labels, image_size, channels)
   # Files are sorted by folder, so shuffle once (fixed seed) before holding the last part out.
   order = np.random.default_rng(0).permutation(len(split))
-  return split_holdout(Split(split.images[order], split.labels[order]), cfg.holdout_fraction)
+  return split_holdout(Split(split.images[order], split.labels[order]), holdout_fraction)
 
 
 def _existing_dir(path: str, source: str) -> pathlib.Path:

@@ -38,7 +38,7 @@ def _open(name: str, split: str, data_dir: str | None):
     return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
 
 
-def _read_split(source, name: str, split: str, limit: int, cfg) -> Split:
+def _read_split(source, name: str, split: str, limit: int, image_size: int, channels: int) -> Split:
   count = len(source) if not limit else min(limit, len(source))
   if count == 0:
     raise DataError(f'tensorflow-datasets split {name}/{split} is empty')
@@ -51,12 +51,14 @@ def _read_split(source, name: str, split: str, limit: int, cfg) -> Split:
     example = source[index]
     images.append(np.asarray(example['image']))
     labels.append(int(example['label']) if 'label' in example else -1)
-  return to_model_format(np.stack(images), np.asarray(labels), cfg.image_size, cfg.channels)
+  return to_model_format(np.stack(images), np.asarray(labels), image_size, channels)
 
 
-def load_tfds(cfg) -> tuple[Split, Split]:
-  data_dir = cfg.path or None
-  train = _open(cfg.name, cfg.train_split, data_dir)
-  holdout = _open(cfg.name, cfg.holdout_split, data_dir)
-  return (_read_split(train, cfg.name, cfg.train_split, cfg.max_examples, cfg),
-          _read_split(holdout, cfg.name, cfg.holdout_split, 0, cfg))
+def load_tfds(name: str, path: str, image_size: int, channels: int, train_split: str,
+              holdout_split: str, max_examples: int) -> tuple[Split, Split]:
+  """The prepared tensorflow-datasets dataset `name` (its data_dir `path`, or the default)."""
+  data_dir = path or None
+  train = _open(name, train_split, data_dir)
+  holdout = _open(name, holdout_split, data_dir)
+  return (_read_split(train, name, train_split, max_examples, image_size, channels),
+          _read_split(holdout, name, holdout_split, 0, image_size, channels))
