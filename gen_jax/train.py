@@ -3,7 +3,7 @@ and the evaluate and sample modes.
 
 A run lives in its workdir: `config.json`, orbax checkpoints (the latest ones in `checkpoints/`,
 the best by `train.best_metric` in `best/`), `metrics.jsonl`, TensorBoard event files, and one
-`eval/step_N` folder a evaluation with `eval.json`, `eval.md` and the family's pictures.
+`eval/step_N` folder an evaluation with `eval.json`, `eval.md` and the family's pictures.
 """
 
 from __future__ import annotations
@@ -107,6 +107,16 @@ class Run:
     workdir_guard.claim_workdir(self.workdir, config, create=training)
     # One trainer a workdir, from before its first checkpoint is read to its end.
     self.lock = workdir_guard.TrainerLock(self.workdir) if training else None
+    try:
+      self._open_checkpoints(training)
+    except BaseException:
+      if self.lock is not None:
+        self.lock.release()
+      raise
+
+  def _open_checkpoints(self, training: bool) -> None:
+    """The latest and best checkpoints, and the state restored from the newest intact one."""
+    config = self.config
     # Read-only modes (evaluate, sample) create no folder.
     self.checkpoints = checkpointing.Checkpointer(self.workdir, config.train.keep_checkpoints,
                                                   create=training)
@@ -201,7 +211,14 @@ def _save(run: Run) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains to config.train.num_steps (resuming from the workdir's latest checkpoint), then evaluates."""
   run = Run(config, workdir, training=True)
-  train_cfg = config.train
+  try:
+    return _train(run)
+  finally:
+    run.close()
+
+
+def _train(run: Run) -> dict[str, Any]:
+  config, workdir, train_cfg = run.config, run.workdir, run.config.train
   step_fn = parallel.compile_train_step(run.family.train_step, run.mesh)
   start = run.step
   writer = MetricWriter(run.workdir, resumed_step=start)
@@ -247,7 +264,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   finally:
     progress.close()
     writer.close()
-    run.close()
 
 
 def _end_epoch(run: Run, writer: MetricWriter, step: int) -> None:
