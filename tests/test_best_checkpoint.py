@@ -72,5 +72,5 @@ def test_training_keeps_the_best_evaluated_step(tmp_path):
   samples = np.load(train.sample(config, workdir, 'best.npz', checkpoint='best')[0])['samples']
   assert samples.shape == (config.sample.num_samples, 28, 28, 1)
   shutil.rmtree(workdir / checkpointing.BEST_DIR)
-  with pytest.raises(FileNotFoundError, match=r'no best checkpoint in .*best'):
+  with pytest.raises(FileNotFoundError, match=r'no intact best checkpoint in .*best'):
     train.evaluate(config, workdir, checkpoint='best')
