@@ -12,7 +12,7 @@ of each side (JAX's compilation, PyTorch's first allocations) is timed apart and
 the budget.
 
 Then each generator (in inference mode) draws `num_samples` samples, measured against the 2,000
-held-out images in the feature space of the project's digit classifier (gen_jax.classifier):
+held-out images in the feature space of the project's digit classifier (gen_jax.train.digit_classifier):
 FID, KID, precision/recall, class entropy. The same figures for 2,000 real training images give
 the floor. Writes report.md, report.json and each side's samples to --output_dir, and prints the
 table.
@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from configs import dcgan  # noqa: E402
-from gen_jax import classifier, data  # noqa: E402
+from gen_jax import data, train  # noqa: E402
 from gen_jax.cpu_speed import host_memory  # noqa: E402
 from gen_jax.evaluation import figures, sample_metrics  # noqa: E402
 from gen_jax.runtime import parallel  # noqa: E402
@@ -258,7 +258,7 @@ def main(argv):
   config = benchmark_config(FLAGS.data_path, FLAGS.seed)
   dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
-  digits = classifier.get_classifier(config)   # trained once and cached when missing
+  digits = train.digit_classifier(config)   # trained once by the training loop when missing
   load_start = os.getloadavg()
   sides = [JaxSide(config, dataset, batches), TorchSide(config, batches)]
   for side in sides:

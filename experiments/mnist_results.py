@@ -58,7 +58,7 @@ COLUMNS = (('fid', 'FID'), ('kid', 'KID'), ('precision', 'precision'), ('recall'
 
 def command(name: str, workdir: pathlib.Path) -> list[str]:
   steps, eval_every = BUDGETS[name]
-  overrides = [f'--config.data.name=idx', f'--config.data.path={FLAGS.mnist}',
+  overrides = ['--config.data.name=idx', f'--config.data.path={FLAGS.mnist}',
                f'--config.train.num_steps={steps}', f'--config.train.eval_every={eval_every}']
   if name == 'pca':   # one pass over all 8,000 training images
     overrides += ['--config.data.max_examples=0']
