@@ -4,6 +4,7 @@ import ast
 import pathlib
 import re
 import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,3 +94,11 @@ def test_the_tree_reads_as_the_architecture():
   long = [str(p.relative_to(ROOT)) for p in package.rglob('*.py')
           if len(p.read_text().splitlines()) > MAX_MODULE_LINES]
   assert not long, long
+
+
+def test_help_texts_print_their_usage_whole():
+  launch = subprocess.run(['bash', 'launch.sh', '--help'], cwd=ROOT, capture_output=True, text=True)
+  assert launch.returncode == 0 and 'Options:' in launch.stdout and 'set -euo' not in launch.stdout
+  collect = subprocess.run([sys.executable, 'experiments/collect_results.py', '--help'], cwd=ROOT,
+                           capture_output=True, text=True)
+  assert "python experiments/collect_results.py 'runs/*' --output=" in collect.stdout
