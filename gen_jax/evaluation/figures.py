@@ -54,7 +54,7 @@ def save_curves(records: list[dict], keys: Sequence[str], path: pathlib.Path, ti
   per key, gives each key its own panel, for quantities that do not share a unit.
   """
   panels = [(list(keys), ylabel)] if isinstance(ylabel, str) else [([k], y) for k, y in zip(keys, ylabel)]
-  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3 + 1.5 * (len(panels) - 1)), sharex=True,
+  fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3 + 2.0 * (len(panels) - 1)), sharex=True,
                            squeeze=False)
   for ax, (panel_keys, label) in zip(axes[:, 0], panels):
     for key in panel_keys:

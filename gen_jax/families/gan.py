@@ -347,7 +347,7 @@ class GANFamily(ModelFamily):
     if any('class_entropy' in r for r in epochs):
       figures.save_curves(epochs, ['class_entropy', 'class_max_fraction'], workdir / 'class_balance.png',
                           'class balance of the samples (digit classifier)',
-                          ['entropy of the class histogram (nats)', 'share of the largest class'])
+                          ['entropy (nats)', 'largest share'])
 
   # Evaluation ----------------------------------------------------------------------------------
 
