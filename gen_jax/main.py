@@ -121,6 +121,10 @@ def main(argv):
     refuse(f'--checkpoint={FLAGS.checkpoint} applies to --mode=evaluate and --mode=sample; '
            f'training resumes from the latest checkpoint')
   host_memory.retain_freed_memory()
+  try:
+    train.validate(FLAGS.config)   # a bad value is one line, before the runtime logs anything
+  except config_checks.ConfigError as error:
+    refuse(str(error))
   logging.set_verbosity(logging.INFO)
   # Orbax reports every step of every save at INFO; keep its warnings only.
   logging.get_absl_logger().addFilter(

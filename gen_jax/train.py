@@ -343,6 +343,10 @@ def digit_classifier(config: ml_collections.ConfigDict) -> Classifier:
   checkpoint, once per process. A workdir holding a classifier of another recipe is refused.
   """
   recipe = classifier_family.recipe_config(config)
+  # Its batch of 64 split over as many local devices as divide it evenly (a resumable field:
+  # where it ran does not change what it is).
+  recipe.train.num_devices = max(d for d in range(1, jax.local_device_count() + 1)
+                                 if recipe.train.batch_size % d == 0)
   directory = classifier_family.workdir(config)
   if directory.absolute() in _classifiers:
     return _classifiers[directory.absolute()]

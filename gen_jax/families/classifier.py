@@ -58,8 +58,6 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   steps = config.eval.classifier_steps
   data = ml_collections.ConfigDict({field: config.data[field] for field in DATA_FIELDS})
   data.max_examples = 0
-  # The recipe's batch of 64 split over as many local devices as divide it evenly.
-  devices = max(d for d in range(1, jax.local_device_count() + 1) if 64 % d == 0)
   return ml_collections.ConfigDict({
       'seed': 0,
       'smoke': False,
@@ -68,7 +66,7 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
       'data': data,
       'train': {'batch_size': 64, 'num_steps': steps, 'log_every': min(100, steps),
                 'checkpoint_every': steps, 'keep_checkpoints': 1, 'eval_every': 0,
-                'best_metric': '', 'best_mode': 'max', 'num_devices': devices},
+                'best_metric': '', 'best_mode': 'max', 'num_devices': 0},
       'optim': {'name': 'adamw', 'learning_rate': 2e-3, 'b1': 0.9, 'b2': 0.999,
                 'weight_decay': 1e-4, 'decay_every_epochs': 0, 'decay_factor': 0.1,
                 'cosine_decay_steps': steps, 'grad_clip_norm': 0.0},
@@ -81,7 +79,6 @@ def workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
   if config.eval.classifier_dir:
     return pathlib.Path(os.path.expanduser(config.eval.classifier_dir))
   recipe = recipe_config(config)
-  del recipe.train.num_devices   # where it ran does not change what it is
   digest = hashlib.sha256(recipe.to_json(sort_keys=True).encode()).hexdigest()[:8]
   size = config.data.image_size
   return DEFAULT_ROOT / f'{config.data.name}_{size}x{size}_{digest}'
