@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from gen_jax.evaluation import reports
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.classifier import DigitCNN
 from gen_jax.runtime import config_checks, optimizers, parallel
@@ -46,7 +47,7 @@ def validate_fields(config: ml_collections.ConfigDict) -> None:
   # not after the model has trained.
   directory = workdir(config).absolute()
   existing = next(p for p in (directory, *directory.parents) if p.exists())
-  if not (directory / 'eval.json').exists() and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+  if not (directory / reports.EVAL_JSON).exists() and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
     raise config_checks.ConfigError(
         f'config.eval.classifier_dir={str(directory)!r} cannot be written ({existing} is not a '
         f'writable folder), and the digit classifier must be trained there; choose a writable folder')
