@@ -39,6 +39,8 @@ flags.DEFINE_list('configs', None, 'Config names to run (default: every one in B
 flags.DEFINE_string('mnist', '../shared/data/mnist', 'Directory of the IDX files (relative to the project root).')
 flags.DEFINE_string('root', 'runs/mnist', 'Parent of the workdirs.')
 flags.DEFINE_string('output', 'experiments/results/mnist', 'Directory of the report.')
+flags.DEFINE_string('classifier_dir', None,
+                    'Workdir of the digit classifier every run is judged by (default: <root>/classifier).')
 
 # Training steps per config, and evaluations during training (0: only at the end), chosen so
 # that all of them fit a 2-core CPU in about an hour; the fast and the telling ones first.
@@ -59,7 +61,8 @@ COLUMNS = (('fid', 'FID'), ('kid', 'KID'), ('precision', 'precision'), ('recall'
 def command(name: str, workdir: pathlib.Path) -> list[str]:
   steps, eval_every = BUDGETS[name]
   overrides = ['--config.data.name=idx', f'--config.data.path={FLAGS.mnist}',
-               f'--config.train.num_steps={steps}', f'--config.train.eval_every={eval_every}']
+               f'--config.train.num_steps={steps}', f'--config.train.eval_every={eval_every}',
+               f'--config.eval.classifier_dir={FLAGS.classifier_dir or pathlib.Path(FLAGS.root) / "classifier"}']
   if name == 'pca':   # one pass over all 8,000 training images
     overrides += ['--config.data.max_examples=0']
   return [sys.executable, '-m', 'gen_jax.main', f'--config=configs/{name}.py', *overrides,

@@ -105,3 +105,18 @@ def test_a_damaged_config_json_is_named_and_left_alone(tmp_path):
   with pytest.raises(workdir_guard.WorkdirMismatch, match=r'config.json is damaged .*nothing in .* was touched'):
     train.train_and_evaluate(load_config('vae'), tmp_path)
   assert (tmp_path / 'config.json').read_text() == '{"model": '
+
+
+def test_a_data_path_spelled_another_way_is_the_same_run(tmp_path, monkeypatch):
+  data = tmp_path / 'data'
+  data.mkdir()
+  (tmp_path / 'elsewhere').mkdir()
+  monkeypatch.chdir(tmp_path)
+  config = load_config('vae')
+  config.data.path = 'data'
+  workdir_guard.claim_workdir(tmp_path / 'run', config, create=True)
+  config.data.path = str(data)
+  workdir_guard.claim_workdir(tmp_path / 'run', config, create=False)  # the same directory: accepted
+  config.data.path = 'elsewhere'
+  with pytest.raises(workdir_guard.WorkdirMismatch, match=r"data.path: saved 'data', now 'elsewhere'"):
+    workdir_guard.claim_workdir(tmp_path / 'run', config, create=False)

@@ -46,6 +46,16 @@ def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def _same_setting(key: str, saved: Any, current: Any) -> bool:
+  """Equal values; for a path field, two spellings of one existing location count as equal too."""
+  if saved == current:
+    return True
+  if key.endswith(('.path', '_dir')) and isinstance(saved, str) and isinstance(current, str) and saved and current:
+    resolve = lambda text: os.path.realpath(os.path.expanduser(text))
+    return os.path.exists(resolve(current)) and resolve(saved) == resolve(current)
+  return False
+
+
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config fields that decide what a run computes."""
   flat = _flatten(json.loads(config.to_json()))
@@ -68,7 +78,8 @@ def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, crea
                             f'{workdir} was touched: restore the file or use another --workdir') from None
     saved = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
     current = run_identity(config)
-    differences = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    differences = sorted(k for k in saved.keys() | current.keys()
+                         if not _same_setting(k, saved.get(k), current.get(k)))
     if differences:
       shown = '; '.join(f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
                         for k in differences[:8])
