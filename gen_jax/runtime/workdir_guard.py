@@ -23,10 +23,11 @@ import ml_collections
 from gen_jax.runtime.checkpointing import CHECKPOINT_DIR
 
 RUN_CONFIG = 'config.json'
-# Fields a resumed run may change: they set the run's length and its reporting, not its result.
+# Fields a resumed run may change: they set the run's length, its reporting and the instrument
+# it is judged by, not what it trains.
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.eval_every', 'train.num_devices', 'eval.batch_size',
+    'train.eval_every', 'train.num_devices', 'eval.batch_size', 'eval.classifier_dir',
     'eval.max_examples', 'sample.num_samples', 'sample.label',
 })
 
