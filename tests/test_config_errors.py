@@ -120,3 +120,13 @@ def test_a_data_path_spelled_another_way_is_the_same_run(tmp_path, monkeypatch):
   config.data.path = 'elsewhere'
   with pytest.raises(workdir_guard.WorkdirMismatch, match=r"data.path: saved 'data', now 'elsewhere'"):
     workdir_guard.claim_workdir(tmp_path / 'run', config, create=False)
+
+
+def test_a_field_added_since_a_run_was_saved_matches_only_when_off(tmp_path):
+  config = load_config('vae')
+  workdir_guard.claim_workdir(tmp_path, config, create=True)
+  config.optim.linear_decay_steps = 0   # a field the saved run predates, off: the same run
+  workdir_guard.claim_workdir(tmp_path, config, create=False)
+  config.optim.linear_decay_steps = 100
+  with pytest.raises(workdir_guard.WorkdirMismatch, match=r'optim.linear_decay_steps: saved None, now 100'):
+    workdir_guard.claim_workdir(tmp_path, config, create=False)

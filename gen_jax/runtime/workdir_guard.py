@@ -32,6 +32,9 @@ RESUMABLE_CHANGES = frozenset({
 })
 
 
+_OFF_VALUES = (0, '', False, None, [])
+
+
 class WorkdirMismatch(RuntimeError):
   """The workdir holds a run with a different config."""
 
@@ -79,8 +82,11 @@ def claim_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict, crea
                             f'{workdir} was touched: restore the file or use another --workdir') from None
     saved = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
     current = run_identity(config)
+    # A field the project added after the run was saved is absent from its config.json: the run
+    # was made without it, which matches only the field's off value.
     differences = sorted(k for k in saved.keys() | current.keys()
-                         if not _same_setting(k, saved.get(k), current.get(k)))
+                         if not (k not in saved and current[k] in _OFF_VALUES)
+                         and not _same_setting(k, saved.get(k), current.get(k)))
     if differences:
       shown = '; '.join(f'{k}: saved {saved.get(k)!r}, now {current.get(k)!r}'
                         for k in differences[:8])
