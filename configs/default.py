@@ -59,6 +59,7 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.optim.decay_every_epochs = 0  # StepLR: multiply the rate by decay_factor every N epochs
   config.optim.decay_factor = 0.1
   config.optim.cosine_decay_steps = 0  # else the rate falls to 0 along a cosine over this many updates
+  config.optim.linear_decay_fraction = 0.0  # else constant, then linear to 0 over this last part of training
   config.optim.grad_clip_norm = 0.0    # 0 = no clipping
 
   config.eval = ml_collections.ConfigDict()

@@ -12,6 +12,7 @@ import pytest
 
 from gen_jax import data, train
 from gen_jax.runtime import config_checks, metric_writers, parallel
+from gen_jax.objectives import adversarial_game
 from gen_jax.families.base import DataSpec
 from gen_jax.families.gan import GRID_COLUMNS, SAMPLES_DIR, GANFamily
 from gen_jax.models.gan import Discriminator, Generator
@@ -137,7 +138,8 @@ def test_critic_weights_are_clipped_after_every_critic_update():
   assert max(float(jnp.abs(p).max()) for p in jax.tree.leaves(state.critic.params)) > bound
   real = jnp.asarray(batches(0)['image']) * 2 - 1
   fake = family.generator.apply(state.generator.variables, jnp.ones((real.shape[0], 8)), train=False)
-  update = jax.jit(functools.partial(family.critic_update, family.critic, condition=None))
+  update = jax.jit(functools.partial(adversarial_game.critic_update, family.critic, condition=None,
+                                     loss=family.loss, weight_clip=bound))
   critic = state.critic
   for index in range(3):
     critic, _ = update(critic=critic, real=real, fake=fake, rng=jax.random.PRNGKey(index))

@@ -118,7 +118,8 @@ class AutoencoderFamily(ModelFamily):
   def init_state(self, rng: jax.Array) -> AutoencoderState:
     x = jnp.zeros((1,) + self.spec.image_shape, jnp.float32)
     params = jax.jit(self.model.init)(rng, x)['params']
-    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch)
+    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch,
+                          total_steps=self.config.train.num_steps)
     code_dim = self.config.model.code_dim
     return AutoencoderState.create(apply_fn=self.model.apply, params=params, tx=tx,
                                    code_mean=jnp.zeros((code_dim,)), code_cov=jnp.zeros((code_dim, code_dim)))

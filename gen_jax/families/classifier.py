@@ -70,7 +70,7 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                 'best_metric': '', 'best_mode': 'max', 'num_devices': 0},
       'optim': {'name': 'adamw', 'learning_rate': 2e-3, 'b1': 0.9, 'b2': 0.999,
                 'weight_decay': 1e-4, 'decay_every_epochs': 0, 'decay_factor': 0.1,
-                'cosine_decay_steps': steps, 'grad_clip_norm': 0.0},
+                'cosine_decay_steps': steps, 'linear_decay_fraction': 0.0, 'grad_clip_norm': 0.0},
       'eval': {'batch_size': 256, 'max_examples': 0},
   })
 
@@ -123,7 +123,8 @@ class ClassifierFamily(ModelFamily):
 
   def init_state(self, rng: jax.Array) -> train_state.TrainState:
     params = self.network.init(rng, jnp.zeros((1,) + self.spec.image_shape))['params']
-    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch)
+    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch,
+                          total_steps=self.config.train.num_steps)
     return train_state.TrainState.create(apply_fn=self.network.apply, params=params, tx=tx)
 
   def train_step(self, state, batch, axis_name=None):

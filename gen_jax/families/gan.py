@@ -9,11 +9,8 @@ this one training step:
    step's one real batch (the training loop hands a step one batch, and splitting it would shrink
    every critic batch). The updates are unrolled rather than a `lax.scan`: inside a loop XLA's
    CPU backend runs convolutions through its slow generic emitter (PERFORMANCE.md).
-2. One generator update, on the fake batch of the last critic update: the generator's forward
-   pass runs once, under `jax.vjp`, and its pull-back turns the loss gradient with respect to the
-   fake images (through the freshly updated critic) into parameter gradients. This is exactly the
-   course notebook's loop (`fake = G(z)`; D step on `fake.detach()`; G step on `D(fake)`), with
-   no second generator forward and no unused critic parameter gradients.
+2. One generator update, on the fake batch of the last critic update, through the pull-back of
+   its one forward pass (gen_jax.objectives.adversarial_game, which Pix2Pix shares).
 
 BatchNorm: every forward pass during training runs in training mode, on batch statistics, and
 updates the running averages (as PyTorch does). The critic sees the real and the fake batch in
@@ -27,22 +24,21 @@ DCGAN notebook's normalisation), and samples are mapped back to [0, 1].
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
-from typing import Any, Callable
+from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 from PIL import Image
 
+from gen_jax.data.pixel_ranges import PIXEL_RANGES
 from gen_jax.evaluation import figures
-from gen_jax.objectives import adversarial_losses, latent_priors, lipschitz
+from gen_jax.objectives import adversarial_game, adversarial_losses, latent_priors
 from gen_jax.runtime import config_checks, metric_writers, optimizers, parallel
+from gen_jax.runtime.players import Player, apply_in_training
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.gan import Discriminator, Generator
 
@@ -52,57 +48,12 @@ GRID_SCALE = 2                # pixels per image pixel in the saved grids
 GENERATION_BATCH = 500        # samples generated per compiled call
 
 
-@dataclasses.dataclass(frozen=True)
-class PixelRange:
-  """The range the networks see: the generator's output activation and the maps to and from [0, 1]."""
-
-  activation: str
-  from_unit: Callable[[jax.Array], jax.Array]
-  to_unit: Callable[[jax.Array], jax.Array]
-
-
-PIXEL_RANGES = {
-    'unit': PixelRange('sigmoid', lambda x: x, lambda x: x),
-    'symmetric': PixelRange('tanh', lambda x: 2.0 * x - 1.0, lambda x: (x + 1.0) / 2.0),
-}
-
-
-class Player(struct.PyTreeNode):
-  """One side of the game: its parameters, BatchNorm running statistics and its own optimiser."""
-
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  tx: optax.GradientTransformation = struct.field(pytree_node=False)
-
-  @classmethod
-  def create(cls, variables: dict[str, Any], tx: optax.GradientTransformation) -> 'Player':
-    params = variables['params']
-    return cls(params=params, batch_stats=variables.get('batch_stats', {}),
-               opt_state=tx.init(params), tx=tx)
-
-  @property
-  def variables(self) -> dict[str, Any]:
-    return {'params': self.params, 'batch_stats': self.batch_stats}
-
-  def apply_gradients(self, grads: Any) -> 'Player':
-    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-    return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state)
-
-
 class GANState(struct.PyTreeNode):
   """Generator and critic, each with its own parameters and optimiser state; `step` counts G updates."""
 
   step: jax.Array
   generator: Player
   critic: Player
-
-
-def _apply_in_training(module: nn.Module, params: Any, batch_stats: Any, *inputs) -> tuple[jax.Array, Any]:
-  """A training-mode forward pass: outputs and the updated BatchNorm running statistics."""
-  outputs, mutated = module.apply({'params': params, 'batch_stats': batch_stats}, *inputs,
-                                  train=True, mutable=['batch_stats'])
-  return outputs, mutated.get('batch_stats', batch_stats)
 
 
 class GANFamily(ModelFamily):
@@ -192,47 +143,16 @@ class GANFamily(ModelFamily):
     z = jnp.zeros((2, self.config.model.latent_dim))
     x = jnp.zeros((2,) + self.spec.image_shape)
     steps = self.spec.steps_per_epoch
+    total = self.config.train.num_steps
     generator = Player.create(self.generator.init(g_rng, z, condition, train=False),
-                              optimizers.build(**self.config.optim_g, steps_per_epoch=steps))
+                              optimizers.build(**self.config.optim_g, steps_per_epoch=steps,
+                                               total_steps=total))
     # The critic's schedule counts its own updates: n_critic per step.
+    n_critic = self.config.model.n_critic
     critic = Player.create(self.critic.init(d_rng, x, condition, train=False),
-                           optimizers.build(**self.config.optim_d,
-                                            steps_per_epoch=steps * self.config.model.n_critic))
+                           optimizers.build(**self.config.optim_d, steps_per_epoch=steps * n_critic,
+                                            total_steps=total * n_critic))
     return GANState(step=jnp.zeros((), jnp.int32), generator=generator, critic=critic)
-
-  def critic_update(self, critic_net: Discriminator, critic: Player, real: jax.Array, fake: jax.Array,
-                    condition: jax.Array | None, rng: jax.Array,
-                    axis_name: str | None = None) -> tuple[Player, dict[str, jax.Array]]:
-    """One critic step on a real and a (constant) fake batch; the constraint applied after it."""
-    m = self.config.model
-    fake = jax.lax.stop_gradient(fake)
-
-    def loss_fn(params):
-      real_scores, stats = _apply_in_training(critic_net, params, critic.batch_stats, real, condition)
-      fake_scores, stats = _apply_in_training(critic_net, params, stats, fake, condition)
-      loss = self.loss.critic(real_scores, fake_scores)
-      terms = {'d_loss': loss, 'd_real': self._reported(real_scores), 'd_fake': self._reported(fake_scores)}
-      if self.loss.wasserstein:
-        terms['wasserstein_estimate'] = jnp.mean(real_scores) - jnp.mean(fake_scores)
-      if m.gradient_penalty:
-        def scores(x, c):
-          return critic_net.apply({'params': params}, x, c, train=True)
-        penalty, norm = lipschitz.gradient_penalty(scores, rng, real, fake, condition)
-        loss = loss + m.gradient_penalty * penalty
-        terms.update(gradient_penalty=penalty, critic_input_grad_norm=norm)
-      return loss, (stats, terms)
-
-    (_, (stats, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(critic.params)
-    grads = parallel.cross_replica_mean(grads, axis_name)
-    critic = critic.apply_gradients(grads).replace(batch_stats=stats)
-    if m.weight_clip:
-      critic = critic.replace(params=lipschitz.clip_weights(critic.params, m.weight_clip))
-    terms['d_grad_norm'] = optax.global_norm(grads)
-    return critic, terms
-
-  def _reported(self, scores: jax.Array) -> jax.Array:
-    """What D(x) means to a person: P(real) for the cross-entropy losses, the raw score otherwise."""
-    return jnp.mean(jax.nn.sigmoid(scores) if self.loss.probabilistic else scores)
 
   def train_step(self, state: GANState, batch, axis_name=None):
     m = self.config.model
@@ -245,31 +165,25 @@ class GANFamily(ModelFamily):
 
     def generate(params, batch_stats, key):
       z = self.prior(key, (real.shape[0], m.latent_dim))
-      return _apply_in_training(generator_net, params, batch_stats, z, condition)
+      return apply_in_training(generator_net, params, batch_stats, z, condition)
+
+    def critic_step(critic, fake, key):
+      return adversarial_game.critic_update(critic_net, critic, real, fake, condition, self.loss, key,
+                                            axis_name, m.gradient_penalty, m.weight_clip)
 
     keys = jax.random.split(rng, m.n_critic)
     critic, g_stats = state.critic, state.generator.batch_stats
     for key in keys[:-1]:   # unrolled: see the module's docstring
       noise_key, penalty_key = jax.random.split(key)
       fake, g_stats = generate(g_params, g_stats, noise_key)
-      critic, _ = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
+      critic, _ = critic_step(critic, fake, penalty_key)
     noise_key, penalty_key = jax.random.split(keys[-1])
     fake, pull_back, g_stats = jax.vjp(lambda p: generate(p, g_stats, noise_key), g_params, has_aux=True)
-    critic, metrics = self.critic_update(critic_net, critic, real, fake, condition, penalty_key, axis_name)
-
-    def generator_loss(images):
-      scores, critic_stats = _apply_in_training(critic_net, critic.params, critic.batch_stats,
-                                                images, condition)
-      return self.loss.generator(scores), critic_stats
-
-    (g_loss, critic_stats), image_grads = jax.value_and_grad(generator_loss, has_aux=True)(fake)
-    (g_grads,) = pull_back(image_grads)
-    g_grads = parallel.cross_replica_mean(g_grads, axis_name)
-    generator = state.generator.apply_gradients(g_grads).replace(batch_stats=g_stats)
-    metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
-    new_state = state.replace(step=state.step + 1, generator=generator,
-                              critic=critic.replace(batch_stats=critic_stats))
-    return new_state, parallel.cross_replica_mean(metrics, axis_name)
+    critic, metrics = critic_step(critic, fake, penalty_key)
+    generator, critic, g_metrics = adversarial_game.generator_update(
+        state.generator, g_stats, fake, pull_back, critic_net, critic, condition, self.loss, axis_name)
+    new_state = state.replace(step=state.step + 1, generator=generator, critic=critic)
+    return new_state, parallel.cross_replica_mean({**metrics, **g_metrics}, axis_name)
 
   # Sampling ------------------------------------------------------------------------------------
 

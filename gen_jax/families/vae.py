@@ -80,7 +80,8 @@ class VAEFamily(ModelFamily):
   def init_state(self, rng: jax.Array) -> train_state.TrainState:
     x = jnp.zeros((1,) + self.spec.image_shape, jnp.float32)
     params = self.model.init(rng, x, rng)['params']
-    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch)
+    tx = optimizers.build(**self.config.optim, steps_per_epoch=self.spec.steps_per_epoch,
+                          total_steps=self.config.train.num_steps)
     return train_state.TrainState.create(apply_fn=self.model.apply, params=params, tx=tx)
 
   def train_step(self, state, batch, axis_name=None):
