@@ -20,6 +20,8 @@ _FAMILIES: dict[str, str] = {
     'cgan': 'gen_jax.families.gan:GANFamily',
     'wgan': 'gen_jax.families.gan:GANFamily',
     'wgan_gp': 'gen_jax.families.gan:GANFamily',
+    # Paired image-to-image translation.
+    'pix2pix': 'gen_jax.families.pix2pix:Pix2PixFamily',
 }
 
 

@@ -162,7 +162,7 @@ class Run:
     metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, model_rng)
     if self.family.GENERATIVE:
       num = self.config.eval.num_samples or len(holdout)
-      samples, asked_classes = self.family.evaluation_samples(self.state, sample_rng, num)
+      samples, asked_classes = self.family.evaluation_samples(self.state, sample_rng, num, holdout)
       metrics.update(self.judge.quality(samples, holdout, asked_classes))
     undeclared = set(metrics) - reported_metrics(self.family)
     if undeclared:
@@ -320,6 +320,14 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     raise FileNotFoundError(f'the folder of --output={output}, {path.parent}, does not exist')
   run = Run(config, workdir, training=False)
   try:
+    if run.family.TRANSLATES:
+      inputs = _translation_inputs(run)
+      run.require_checkpoint(checkpoint)
+      samples = run.family.translate(run.state, inputs, run.sample_rng)
+      np.savez_compressed(path, samples=np.asarray(samples, np.float32), inputs=inputs)
+      run.family.translation_grid(inputs[:16], samples[:16], None, outputs[1])
+      logging.info('Wrote %d translations to %s and %s', len(samples), *outputs)
+      return outputs
     if not run.family.GENERATIVE:
       raise config_checks.ConfigError(f'model {config.model.name!r} draws no samples')
     run.require_checkpoint(checkpoint)
@@ -330,6 +338,17 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     return outputs
   finally:
     run.close()
+
+
+def _translation_inputs(run: Run) -> np.ndarray:
+  """What --mode=sample translates: the images of config.sample.input_dir (all of them), or the
+  first config.sample.num_samples held-out inputs."""
+  config = run.config
+  if not config.sample.input_dir:
+    return run.dataset.holdout.inputs[:config.sample.num_samples]
+  shape = run.family.spec.input_shape
+  images, _ = data.read_images(config.sample.input_dir, shape[0], shape[-1])
+  return data.to_model_format(images, None, shape[0], shape[-1]).images
 
 
 _classifiers: dict[pathlib.Path, Classifier] = {}   # loaded once per process (and compiled once)

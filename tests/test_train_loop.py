@@ -12,6 +12,7 @@ import pytest
 
 from gen_jax import train
 from gen_jax.runtime import config_checks, metric_writers, parallel, workdir_guard
+from gen_jax.families import classifier as classifier_family
 from gen_jax.families.vae import VAEFamily
 from tests.conftest import load_config
 
@@ -202,9 +203,12 @@ def test_every_resumable_change_leaves_the_result_within_float_rounding(finished
   resumed = config.copy_and_resolve_references()
   changes = {'train.log_every': 3, 'train.checkpoint_every': 4, 'train.keep_checkpoints': 1,
              'train.eval_every': 10, 'train.num_devices': 2, 'eval.batch_size': 32,
-             'eval.max_examples': 64, 'sample.num_samples': 8}
-  # Every resumable field but the length itself and sample.label (GAN configs only; tested there).
-  assert set(changes) | {'train.num_steps', 'sample.label'} == set(workdir_guard.RESUMABLE_CHANGES)
+             'eval.max_examples': 64, 'sample.num_samples': 8,
+             # The same classifier, named by its absolute path.
+             'eval.classifier_dir': str(classifier_family.workdir(config).absolute())}
+  # Every resumable field but the length itself and those of GANs and Pix2Pix (tested there).
+  others = {'train.num_steps', 'sample.label', 'sample.dropout', 'sample.input_dir'}
+  assert set(changes) | others == set(workdir_guard.RESUMABLE_CHANGES)
   for field, value in changes.items():
     section, name = field.split('.')
     resumed[section][name] = value

@@ -3,16 +3,19 @@
 `load(**config.data)` returns a `Dataset` whose splits hold images in [0, 1], (N, H, W, C), with
 labels where the source has them. Sources: `digits` (scikit-learn, no download), `idx` (MNIST's
 original files in a directory), `folder` (PNG/JPEG files, class sub-folders optional) and any
-tensorflow-datasets image dataset by name (e.g. `mnist`).
+tensorflow-datasets image dataset by name (e.g. `mnist`). A `data.pairs` block makes the splits
+paired, for image-to-image translation (gen_jax.data.pairs).
 """
 
 from __future__ import annotations
 
 from gen_jax.runtime import config_checks
-from gen_jax.data import sources, tfds_source
-from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches
+from gen_jax.data import pairs as paired, sources, tfds_source
+from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches, to_model_format
+from gen_jax.data.sources import read_images
 
-__all__ = ['BatchSchedule', 'DataError', 'Dataset', 'Split', 'fixed_batches', 'load', 'validate']
+__all__ = ['BatchSchedule', 'DataError', 'Dataset', 'Split', 'fixed_batches', 'load', 'read_images',
+           'to_model_format', 'validate']
 
 _LOCAL_SOURCES = {
     'digits': sources.load_digits,
@@ -35,15 +38,22 @@ def validate(config) -> None:
   config_checks.require_int(config, 'data.max_examples', minimum=0)
   for field in ('data.path', 'data.train_split', 'data.holdout_split'):
     config_checks.require_str(config, field)
+  if 'pairs' in config.data:
+    paired.validate(config)
 
 
 def load(name: str, path: str, image_size: int, channels: int, holdout_fraction: float,
-         train_split: str, holdout_split: str, max_examples: int) -> Dataset:
-  """Loads the source `name` (a config's data block: `data.load(**config.data)`); the training
-  split is cut to max_examples when set."""
-  if name in _LOCAL_SOURCES:
+         train_split: str, holdout_split: str, max_examples: int, pairs=None) -> Dataset:
+  """Loads the source `name` (a config's data block: `data.load(**config.data)`), paired as
+  `pairs` says when given; the training split is cut to max_examples when set."""
+  if pairs is not None and pairs.task == 'side_by_side':
+    train, holdout = paired.load_side_by_side(path, image_size, channels, holdout_fraction)
+  elif name in _LOCAL_SOURCES:
     train, holdout = _LOCAL_SOURCES[name](path, image_size, channels, holdout_fraction)
   else:
     train, holdout = tfds_source.load_tfds(name, path, image_size, channels, train_split,
                                            holdout_split, max_examples)
+  if pairs is not None:
+    train, holdout = paired.make_pairs(train, holdout, pairs.task, pairs.direction, pairs.seed,
+                                       pairs.mask_size, pairs.low_resolution_factor)
   return Dataset(name=name, train=train.take(max_examples), holdout=holdout)

@@ -14,16 +14,25 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """Images in [0, 1] as float32 (N, H, W, C) and int32 labels (N,), -1 where unknown."""
+  """Images in [0, 1] as float32 (N, H, W, C) and int32 labels (N,), -1 where unknown.
+
+  A paired split (image-to-image translation) also holds `inputs`, (N, H, W, C') in [0, 1]: the
+  image each target in `images` is translated from. Everything that reads `images` as the real
+  data (sample metrics, figures) then sees the targets.
+  """
 
   images: np.ndarray
   labels: np.ndarray
+  inputs: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.ndim != 4:
       raise DataError(f'images must be (N, H, W, C), got shape {self.images.shape}')
     if self.labels.shape != (self.images.shape[0],):
       raise DataError(f'labels shape {self.labels.shape} does not match {self.images.shape[0]} images')
+    if self.inputs is not None and self.inputs.shape[:3] != self.images.shape[:3]:
+      raise DataError(f'inputs of shape {self.inputs.shape} do not pair with images of shape '
+                      f'{self.images.shape}')
 
   def __len__(self) -> int:
     return self.images.shape[0]
@@ -32,12 +41,20 @@ class Split:
   def has_labels(self) -> bool:
     return bool(len(self)) and bool(np.all(self.labels >= 0))
 
+  def select(self, indices) -> 'Split':
+    """The examples at `indices` (an index array or a slice), inputs with their targets."""
+    return Split(self.images[indices], self.labels[indices],
+                 None if self.inputs is None else self.inputs[indices])
+
   def take(self, count: int) -> 'Split':
     """The first `count` examples (all when count is 0)."""
-    return self if not count else Split(self.images[:count], self.labels[:count])
+    return self if not count else self.select(slice(0, count))
 
   def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return {'image': self.images[indices], 'label': self.labels[indices]}
+    batch = {'image': self.images[indices], 'label': self.labels[indices]}
+    if self.inputs is not None:
+      batch['input'] = self.inputs[indices]
+    return batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +66,11 @@ class Dataset:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.train.images.shape[1:])
+
+  @property
+  def input_shape(self) -> tuple[int, int, int] | None:
+    """The shape of a translation's input image; None for unpaired data."""
+    return None if self.train.inputs is None else tuple(self.train.inputs.shape[1:])
 
   @property
   def num_classes(self) -> int:
@@ -87,8 +109,7 @@ def split_holdout(split: Split, fraction: float) -> tuple[Split, Split]:
     raise DataError(f'holdout_fraction={fraction} leaves no train or no held-out example '
                     f'among {len(split)}')
   cut = len(split) - num_holdout
-  return (Split(split.images[:cut], split.labels[:cut]),
-          Split(split.images[cut:], split.labels[cut:]))
+  return split.select(slice(0, cut)), split.select(slice(cut, None))
 
 
 class BatchSchedule:

@@ -68,14 +68,13 @@ def load_idx(path: str, image_size: int, channels: int, holdout_fraction: float)
   return split_holdout(split, holdout_fraction)
 
 
-def load_folder(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
-  """Image files under `path`; sub-folder names become class labels when every file has one."""
+def read_images(path: str, image_size: int, channels: int) -> tuple[np.ndarray, list[pathlib.Path]]:
+  """Every image file under `path` (sorted by path) as uint8 (N, image_size, image_size, channels),
+  and the files."""
   directory = _existing_dir(path, 'folder')
   files = sorted(p for p in directory.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
     raise DataError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) under {directory}')
-  classes = sorted({p.parent.relative_to(directory).as_posix() for p in files})
-  labelled = '.' not in classes
   images = []
   for file in files:
     try:
@@ -85,12 +84,21 @@ def load_folder(path: str, image_size: int, channels: int, holdout_fraction: flo
         images.append(np.asarray(image, np.uint8))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
       raise DataError(f'cannot read image file {file}: {e}') from e
+  return np.stack(images), files
+
+
+def load_folder(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
+  """Image files under `path`; sub-folder names become class labels when every file has one."""
+  images, files = read_images(path, image_size, channels)
+  directory = _existing_dir(path, 'folder')
+  classes = sorted({p.parent.relative_to(directory).as_posix() for p in files})
+  labelled = '.' not in classes
   labels = ([classes.index(p.parent.relative_to(directory).as_posix()) for p in files]
             if labelled else None)
-  split = to_model_format(np.stack(images), labels, image_size, channels)
+  split = to_model_format(images, labels, image_size, channels)
   # Files are sorted by folder, so shuffle once (fixed seed) before holding the last part out.
   order = np.random.default_rng(0).permutation(len(split))
-  return split_holdout(Split(split.images[order], split.labels[order]), holdout_fraction)
+  return split_holdout(split.select(order), holdout_fraction)
 
 
 def _existing_dir(path: str, source: str) -> pathlib.Path:

@@ -46,6 +46,16 @@ def save_gif(frames: Sequence[np.ndarray], path: pathlib.Path, duration_ms: int 
   return pathlib.Path(path)
 
 
+def save_epochs_gif(directory: pathlib.Path, scale: int) -> pathlib.Path | None:
+  """The `epoch_*.png` grids of `directory` (saved `scale` times enlarged) as `epochs.gif`."""
+  frames = sorted(pathlib.Path(directory).glob('epoch_*.png'))
+  if not frames:
+    return None
+  # save_gif enlarges again: undo the grids' own enlargement (nearest neighbour) first.
+  return save_gif([np.asarray(Image.open(path))[::scale, ::scale] for path in frames],
+                  pathlib.Path(directory) / 'epochs.gif')
+
+
 def save_curves(records: list[dict], keys: Sequence[str], path: pathlib.Path, title: str,
                 ylabel: str | Sequence[str]) -> pathlib.Path:
   """Plots metric records (dicts with 'step') against the step, one line a key.

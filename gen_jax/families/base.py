@@ -11,10 +11,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from gen_jax.data import Split
 from gen_jax.evaluation.evaluator import Evaluator
 from gen_jax.evaluation.sample_metrics import SampleJudge
 
 Metrics = dict[str, jax.Array]
+PREVIEW_EXAMPLES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +27,18 @@ class DataSpec:
   num_classes: int
   steps_per_epoch: int
   num_train_examples: int
+  # Paired data (image-to-image translation): the shape of an input, and the first held-out
+  # examples, which the per-epoch pictures follow through training.
+  input_shape: tuple[int, int, int] | None = None
+  preview: Split | None = None
 
   @classmethod
   def of(cls, dataset, batches) -> DataSpec:
     """The spec of a `data.Dataset` trained on in the batches of a `data.BatchSchedule`."""
+    paired = dataset.input_shape is not None
     return cls(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
-               len(dataset.train))
+               len(dataset.train), dataset.input_shape,
+               dataset.holdout.take(PREVIEW_EXAMPLES) if paired else None)
 
 
 class ModelFamily(abc.ABC):
@@ -44,6 +52,10 @@ class ModelFamily(abc.ABC):
   # Whether the model draws samples: the training loop then measures their quality (FID, …)
   # at every evaluation, with the names of sample_metrics.SAMPLE_QUALITY_METRICS.
   GENERATIVE = True
+  # Whether the model translates input images (`translate(state, inputs, rng)`, and
+  # `translation_grid` for their pictures) rather than drawing samples: --mode=sample then
+  # translates held-out inputs or a folder of images.
+  TRANSLATES = False
 
   def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
     self.config = config
@@ -76,10 +88,12 @@ class ModelFamily(abc.ABC):
   def sample(self, state: Any, rng: jax.Array, num: int) -> np.ndarray:
     """`num` samples, (num, H, W, C) floats in [0, 1]."""
 
-  def evaluation_samples(self, state: Any, rng: jax.Array,
-                         num: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The samples whose quality an evaluation measures, and the class each was asked to be
-    (a conditional model, every class in turn; None for an unconditional one)."""
+  def evaluation_samples(self, state: Any, rng: jax.Array, num: int,
+                         holdout: Split) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples whose quality an evaluation measures against the `holdout` images, and the
+    class each was asked to be (a conditional model, every class in turn; a translation model,
+    its target's; None for an unconditional one)."""
+    del holdout
     return self.sample(state, rng, num), None
 
   def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path,

@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from PIL import Image
 
 from gen_jax.data.pixel_ranges import PIXEL_RANGES
 from gen_jax.evaluation import figures
@@ -244,11 +243,7 @@ class GANFamily(ModelFamily):
   def on_train_end(self, workdir: pathlib.Path) -> None:
     """The epoch grids as one GIF, and the training curves as PNG."""
     workdir = pathlib.Path(workdir)
-    frames = sorted((workdir / SAMPLES_DIR).glob('epoch_*.png'))
-    if frames:
-      # The grids were saved GRID_SCALE times enlarged (nearest neighbour); save_gif enlarges again.
-      figures.save_gif([np.asarray(Image.open(path))[::GRID_SCALE, ::GRID_SCALE] for path in frames],
-                       workdir / SAMPLES_DIR / 'epochs.gif')
+    figures.save_epochs_gif(workdir / SAMPLES_DIR, GRID_SCALE)
     records = metric_writers.read_metrics(workdir, 'train')
     if records:
       figures.save_curves(records, ['d_loss', 'g_loss', 'gradient_penalty'], workdir / 'losses.png',
@@ -276,10 +271,11 @@ class GANFamily(ModelFamily):
     # A conditional model's samples are also scored on being the class they were asked to be.
     return {'d_holdout', 'class_match'} if self.num_classes else {'d_holdout'}
 
-  def evaluation_samples(self, state: GANState, rng: jax.Array,
-                         num: int) -> tuple[np.ndarray, np.ndarray | None]:
+  def evaluation_samples(self, state: GANState, rng: jax.Array, num: int,
+                         holdout) -> tuple[np.ndarray, np.ndarray | None]:
     """Samples of every class in turn for a conditional model (with those classes), unconditional
     ones otherwise."""
+    del holdout
     labels = self.balanced_labels(num)
     return self.sample(state, rng, num, labels), labels
 

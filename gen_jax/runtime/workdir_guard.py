@@ -23,12 +23,13 @@ import ml_collections
 from gen_jax.runtime.checkpointing import CHECKPOINT_DIR
 
 RUN_CONFIG = 'config.json'
-# Fields a resumed run may change: they set the run's length, its reporting and the instrument
-# it is judged by, not what it trains.
+# Fields a resumed run may change: they set the run's length, its reporting, how it is sampled
+# and the instrument it is judged by, not what it trains. (A learning-rate schedule spread over
+# the run's length, optim.linear_decay_fraction, is re-spread over a changed train.num_steps.)
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.eval_every', 'train.num_devices', 'eval.batch_size', 'eval.classifier_dir',
-    'eval.max_examples', 'sample.num_samples', 'sample.label',
+    'eval.max_examples', 'sample.num_samples', 'sample.label', 'sample.dropout', 'sample.input_dir',
 })
 
 
