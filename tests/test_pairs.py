@@ -1,5 +1,7 @@
 """Paired data for translation: tasks derived from digits, side-by-side folders, the joint augmentation."""
 
+import pathlib
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -135,3 +137,15 @@ def test_jitter_and_mirror_crop_and_flip_input_and_target_alike():
   same = [bool(jnp.allclose(flipped[k], stacked[k])) for k in range(16)]
   mirrored = [bool(jnp.allclose(flipped[k], stacked[k, :, ::-1])) for k in range(16)]
   assert all(a or b for a, b in zip(same, mirrored)) and 0 < sum(mirrored) < 16
+
+
+def test_pairs_from_the_mnist_idx_files_and_tfds_mnist():
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=12):
+    dataset = data.load('mnist', '', 16, 1, 0.2, 'train', 'test', 0, _pairs(task='masked'))
+  assert dataset.train.inputs.shape == (12, 16, 16, 1) and dataset.holdout.has_labels
+  idx = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
+  if not idx.is_dir():
+    pytest.skip(f'the MNIST IDX files are not in {idx}')
+  dataset = data.load('idx', str(idx), 16, 1, 0.2, 'train', 'test', 100, _pairs(task='edges'))
+  assert dataset.train.inputs.shape == (100, 16, 16, 1) and len(dataset.holdout) == 2000
