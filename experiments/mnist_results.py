@@ -4,7 +4,7 @@
 
 Every config runs through the project's own command line, in its own workdir under --root, with
 the step budget below (sized for a 2-core CPU) and its config's own settings otherwise; all share
-one digit classifier (same data, same recipe), so their sample metrics are comparable. A run that
+one digit classifier a size (same data, same recipe), so their sample metrics are comparable. A run that
 has finished is reused and an interrupted one resumes from its checkpoint: the script can be
 stopped and started again. GANs are evaluated several times during training and keep their best
 checkpoint; the table then shows the best evaluation beside the final one.
@@ -12,12 +12,14 @@ checkpoint; the table then shows the best evaluation beside the final one.
 Writes `<output>/results.md` (and `results.json`): per run, the steps, the training wall time on
 this machine, FID, KID, precision, recall, coverage, class entropy, and where they apply the
 conditional GAN's fraction of samples classified as the asked class, the VAEs' negative ELBO and
-IWAE bound, the autoencoders' and PCA's reconstruction PSNR and probe accuracy, and beside each
+IWAE bound, the autoencoders' and PCA's reconstruction PSNR and probe accuracy, Pix2Pix's held-out
+L1, PSNR and SSIM (and, as 'asked class', the fraction of translations that keep their digit), and beside each
 row its sample grid. The commands it ran are printed in the report.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import pathlib
 import shlex
@@ -39,8 +41,9 @@ flags.DEFINE_list('configs', None, 'Config names to run (default: every one in B
 flags.DEFINE_string('mnist', '../shared/data/mnist', 'Directory of the IDX files (relative to the project root).')
 flags.DEFINE_string('root', 'runs/mnist', 'Parent of the workdirs.')
 flags.DEFINE_string('output', 'experiments/results/mnist', 'Directory of the report.')
-flags.DEFINE_string('classifier_dir', None,
-                    'Workdir of the digit classifier every run is judged by (default: <root>/classifier).')
+flags.DEFINE_string('classifier_root', None,
+                    'Parent of the digit classifiers every run is judged by, one per image size '
+                    '(default: <root>).')
 
 # Training steps per config, and evaluations during training (0: only at the end), chosen so
 # that all of them fit a 2-core CPU in about an hour; the fast and the telling ones first.
@@ -48,21 +51,28 @@ BUDGETS = {
     'gan': (10000, 2000), 'vae': (2000, 0), 'dcgan': (2000, 1000), 'cgan': (2000, 1000),
     'lsgan': (2000, 1000), 'pca': (40, 0), 'ae_linear': (1500, 0), 'ae_conv': (1500, 0),
     'dae': (1500, 0), 'sparse_ae': (1500, 0), 'sparse_ae_kl': (1500, 0), 'beta_vae': (2000, 0),
-    'wgan': (1000, 500), 'wgan_gp': (600, 300),
+    'wgan': (1000, 500), 'wgan_gp': (600, 300), 'pix2pix': (2000, 1000),
 }
 # The columns of the table: (metric, heading).
 COLUMNS = (('fid', 'FID'), ('kid', 'KID'), ('precision', 'precision'), ('recall', 'recall'),
            ('coverage', 'coverage'), ('class_entropy', 'class entropy'),
            ('class_match', 'asked class'), ('neg_elbo', '-ELBO'), ('iwae_nll', 'IWAE NLL'),
-           ('output_psnr', 'PSNR'), ('holdout_psnr', 'PSNR'), ('probe_autoencoder_accuracy', 'probe acc.'),
+           ('output_psnr', 'PSNR'), ('holdout_psnr', 'PSNR'), ('holdout_l1', 'L1'),
+           ('holdout_ssim', 'SSIM'), ('probe_autoencoder_accuracy', 'probe acc.'),
            ('probe_pca_accuracy', 'probe acc.'))
+
+
+def classifier_dir(name: str) -> pathlib.Path:
+  """The one digit classifier of the config's image size (Pix2Pix's digits are 32×32)."""
+  size = importlib.import_module(f'configs.{name}').get_config().data.image_size
+  return pathlib.Path(FLAGS.classifier_root or FLAGS.root) / f'classifier_{size}x{size}'
 
 
 def command(name: str, workdir: pathlib.Path) -> list[str]:
   steps, eval_every = BUDGETS[name]
   overrides = ['--config.data.name=idx', f'--config.data.path={FLAGS.mnist}',
                f'--config.train.num_steps={steps}', f'--config.train.eval_every={eval_every}',
-               f'--config.eval.classifier_dir={FLAGS.classifier_dir or pathlib.Path(FLAGS.root) / "classifier"}']
+               f'--config.eval.classifier_dir={classifier_dir(name)}']
   if name == 'pca':   # one pass over all 8,000 training images
     overrides += ['--config.data.max_examples=0']
   return [sys.executable, '-m', 'gen_jax.main', f'--config=configs/{name}.py', *overrides,
@@ -120,13 +130,15 @@ def main(argv) -> None:
     rows.append(row(name, 'final', run['step'], run['train_seconds'], run['metrics'], run['samples'], output))
     best = best_evaluation(workdir, run['step'])
     if best:
-      grid = workdir / 'eval' / f'step_{best["step"]}' / 'samples.png'
-      rows.append(row(name, 'best', best['step'], None, best['metrics'], grid if grid.exists() else None, output))
+      grids = [workdir / 'eval' / f'step_{best["step"]}' / picture for picture in reports.SAMPLE_PICTURES]
+      grid = next((g for g in grids if g.exists()), None)
+      rows.append(row(name, 'best', best['step'], None, best['metrics'], grid, output))
   headings = ['config', 'checkpoint', 'steps', 'train time']
   headings += list(dict.fromkeys(h for _, h in COLUMNS if any(h in r for r in rows))) + ['samples']
   table = reports.table(headings, [[r.get(h, '-') for h in headings] for r in rows])
   text = ('# Every config on MNIST\n\nMNIST test split (IDX): first 8,000 images trained on, last 2,000 '
-          'held out; one digit classifier for every row. Train time: wall time of the training steps '
+          'held out; one digit classifier for every row (of 32×32 digits for Pix2Pix, whose U-Net '
+          'halves the image 5 times; 28×28 for the others). Train time: wall time of the training steps '
           'on the machine that ran it (2-core CPU). "best": the checkpoint kept by `train.best_metric` '
           '(FID) when it is not the final one.\n\n' + table +
           '\n## Commands\n\n```bash\n' + '\n'.join(commands) + '\n```\n')

@@ -76,6 +76,11 @@ def _flat_config(tree: dict, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+# The picture of an evaluation that shows what a model makes: samples, or a translation model's
+# input | translation | target rows.
+SAMPLE_PICTURES = ('samples.png', 'translations.png')
+
+
 def load_run(workdir: pathlib.Path) -> dict[str, Any]:
   """A workdir's latest evaluation report, with its training wall time, sample grid and config."""
   workdir = pathlib.Path(workdir)
@@ -84,7 +89,7 @@ def load_run(workdir: pathlib.Path) -> dict[str, Any]:
     raise FileNotFoundError(f'{workdir} has no {EVAL_JSON}: evaluate it first (--mode=evaluate)')
   report = json.loads(path.read_text())
   eval_dirs = sorted(workdir.glob(f'eval/step_{report["step"]}*'), key=lambda p: p.stat().st_mtime)
-  grids = [d / 'samples.png' for d in eval_dirs if (d / 'samples.png').exists()]
+  grids = [d / name for d in eval_dirs for name in SAMPLE_PICTURES if (d / name).exists()]
   config_path = workdir / 'config.json'
   config = _flat_config(json.loads(config_path.read_text())) if config_path.exists() else {}
   return dict(report, workdir=workdir, train_seconds=train_seconds(workdir),
