@@ -51,7 +51,7 @@ BUDGETS = {
     'gan': (10000, 2000), 'vae': (2000, 0), 'dcgan': (2000, 1000), 'cgan': (2000, 1000),
     'lsgan': (2000, 1000), 'pca': (40, 0), 'ae_linear': (1500, 0), 'ae_conv': (1500, 0),
     'dae': (1500, 0), 'sparse_ae': (1500, 0), 'sparse_ae_kl': (1500, 0), 'beta_vae': (2000, 0),
-    'wgan': (1000, 500), 'wgan_gp': (600, 300), 'pix2pix': (2000, 1000),
+    'wgan': (1000, 500), 'wgan_gp': (600, 300), 'pix2pix': (1000, 500),
 }
 # The columns of the table: (metric, heading).
 COLUMNS = (('fid', 'FID'), ('kid', 'KID'), ('precision', 'precision'), ('recall', 'recall'),
