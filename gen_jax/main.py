@@ -25,7 +25,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gen_jax import data, train
+from gen_jax import data, stylize, train
 from gen_jax.cpu_speed import host_memory
 from gen_jax.runtime import checkpointing, config_checks, workdir_guard
 
@@ -110,6 +110,8 @@ def parse_command_line(argv: list[str]) -> list[str]:
 
 
 def default_workdir(config) -> str:
+  if config.model.name == stylize.MODEL_NAME:
+    return stylize.default_workdir(config)
   return f'runs/{config.model.name}_{config.data.name}'
 
 
@@ -120,9 +122,14 @@ def main(argv):
   if FLAGS.mode == 'train' and FLAGS.checkpoint != 'latest':
     refuse(f'--checkpoint={FLAGS.checkpoint} applies to --mode=evaluate and --mode=sample; '
            f'training resumes from the latest checkpoint')
+  style_transfer = FLAGS.config.get('model', {}).get('name') == stylize.MODEL_NAME
+  if style_transfer and FLAGS.mode != 'train':
+    refuse(f'--mode={FLAGS.mode}: style transfer has only --mode=train (it optimises one image; '
+           f'its result and pictures are in the workdir)')
   host_memory.retain_freed_memory()
+  validate = stylize.validate if style_transfer else train.validate
   try:
-    train.validate(FLAGS.config)   # a bad value is one line, before the runtime logs anything
+    validate(FLAGS.config)   # a bad value is one line, before the runtime logs anything
   except config_checks.ConfigError as error:
     refuse(str(error))
   logging.set_verbosity(logging.INFO)
@@ -136,7 +143,9 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir',
                     str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
   try:
-    if FLAGS.mode == 'train':
+    if style_transfer:
+      report = stylize.stylize(config, workdir)
+    elif FLAGS.mode == 'train':
       report = train.train_and_evaluate(config, workdir)
     elif FLAGS.mode == 'evaluate':
       report = train.evaluate(config, workdir, FLAGS.checkpoint)
