@@ -41,6 +41,8 @@ flags.DEFINE_list('configs', None, 'Config names to run (default: every one in B
 flags.DEFINE_string('mnist', '../shared/data/mnist', 'Directory of the IDX files (relative to the project root).')
 flags.DEFINE_string('root', 'runs/mnist', 'Parent of the workdirs.')
 flags.DEFINE_string('output', 'experiments/results/mnist', 'Directory of the report.')
+flags.DEFINE_bool('train', True, 'Train (or resume) the runs that are not finished; with --notrain '
+                  'the report lists only the finished ones and names the others.')
 flags.DEFINE_string('classifier_root', None,
                     'Parent of the digit classifiers every run is judged by, one per image size '
                     '(default: <root>).')
@@ -110,7 +112,7 @@ def main(argv) -> None:
     raise app.UsageError(f'unknown configs {unknown}; choose from {list(BUDGETS)}')
   output = pathlib.Path(FLAGS.output)
   output.mkdir(parents=True, exist_ok=True)
-  rows, commands = [], []
+  rows, commands, missing = [], [], []
   for name in names:
     workdir = pathlib.Path(FLAGS.root) / name
     steps = BUDGETS[name][0]
@@ -118,6 +120,10 @@ def main(argv) -> None:
     commands.append(shlex.join(['python', *cmd[1:]]))
     if finished(workdir, steps):
       print(f'{name}: reusing the finished run in {workdir}', flush=True)
+    elif not FLAGS.train:
+      print(f'{name}: not finished; left out (--notrain)', flush=True)
+      missing.append(name)
+      continue
     else:
       print(f'{name}: {commands[-1]}', flush=True)
       start = time.perf_counter()
@@ -140,7 +146,8 @@ def main(argv) -> None:
           'held out; one digit classifier for every row (of 32×32 digits for Pix2Pix, whose U-Net '
           'halves the image 5 times; 28×28 for the others). Train time: wall time of the training steps '
           'on the machine that ran it (2-core CPU). "best": the checkpoint kept by `train.best_metric` '
-          '(FID) when it is not the final one.\n\n' + table +
+          '(FID; Pix2Pix: held-out L1) when it is not the final one.\n\n' + table +
+          (f'\nNot finished, so not in the table: {", ".join(missing)}.\n' if missing else '') +
           '\n## Commands\n\n```bash\n' + '\n'.join(commands) + '\n```\n')
   (output / 'results.md').write_text(text)
   (output / 'results.json').write_text(json.dumps(rows, indent=1))
