@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
-import os
 import pathlib
-import platform
 import sys
-import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -49,6 +46,7 @@ from gen_jax import data, train  # noqa: E402
 from gen_jax.cpu_speed import host_memory  # noqa: E402
 from gen_jax.evaluation import figures, sample_metrics  # noqa: E402
 from gen_jax.runtime import parallel  # noqa: E402
+from experiments import side_by_side  # noqa: E402
 from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.families.gan import GANFamily  # noqa: E402
 
@@ -94,32 +92,8 @@ class TorchDiscriminator(nn.Module):
     return self.model(img)
 
 
-class Side:
+class Side(side_by_side.Side):
   """One implementation: trains step by step on the shared batches, then samples."""
-
-  name: str
-
-  def __init__(self, batches: data.BatchSchedule):
-    self.batches = batches
-    self.steps = 0
-    self.train_seconds = 0.0
-    self.warmup_seconds = 0.0
-    self.last_losses: dict[str, float] = {}
-
-  def step(self) -> None:
-    raise NotImplementedError
-
-  def warm_up(self) -> None:
-    start = time.perf_counter()
-    self.step()
-    self.warmup_seconds = time.perf_counter() - start
-
-  def train_for(self, seconds: float) -> None:
-    """Steps until `seconds` have passed (each step finished, its losses read back to the host)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-      self.step()
-    self.train_seconds += time.perf_counter() - start
 
   def samples(self, num: int) -> np.ndarray:
     raise NotImplementedError
@@ -259,18 +233,8 @@ def main(argv):
   dataset = data.load(**config.data)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   digits = train.digit_classifier(config)   # trained once by the training loop when missing
-  load_start = os.getloadavg()
   sides = [JaxSide(config, dataset, batches), TorchSide(config, batches)]
-  for side in sides:
-    side.warm_up()
-  while any(side.train_seconds < FLAGS.budget_s for side in sides):
-    for side in sides:
-      remaining = FLAGS.budget_s - side.train_seconds
-      if remaining > 0:
-        side.train_for(min(FLAGS.slice_s, remaining))
-        print(f'{side.name:>28s}: {side.steps:6d} steps in {side.train_seconds:6.1f} s, '
-              f'losses {side.last_losses}', flush=True)
-  load_end = os.getloadavg()
+  load_start, load_end = side_by_side.take_turns(sides, FLAGS.budget_s, FLAGS.slice_s)
 
   rows = []
   for side, tag in zip(sides, ('jax', 'torch')):
@@ -290,10 +254,7 @@ def main(argv):
       'speed_ratio': rows[0]['steps_per_second'] / rows[1]['steps_per_second'],
       'real_train_images': measure(digits, real, dataset.holdout, config.seed),
       'classifier_holdout_accuracy': digits.holdout_accuracy,
-      'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; jax '
-                 f'{jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), '
-                 f'torch {torch.__version__} ({torch.get_num_threads()} threads); '
-                 f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+      'machine': side_by_side.machine(),
       'load_start': [round(v, 2) for v in load_start], 'load_end': [round(v, 2) for v in load_end],
   }
   (output_dir / 'report.json').write_text(json.dumps(results, indent=2))

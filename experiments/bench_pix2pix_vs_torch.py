@@ -34,10 +34,8 @@ import json
 import logging as std_logging
 import os
 import pathlib
-import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -57,6 +55,7 @@ from gen_jax.families.base import DataSpec  # noqa: E402
 from gen_jax.families.pix2pix import Pix2PixFamily  # noqa: E402
 from gen_jax.models.pix2pix import DROPOUT_RATE, receptive_field, score_map_size  # noqa: E402
 from gen_jax.runtime import parallel  # noqa: E402
+from experiments import side_by_side  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float('budget_s', 120.0, 'Training wall-clock seconds for each side.')
@@ -136,33 +135,8 @@ class TorchPatchGAN(nn.Module):
     return self.model(torch.cat([condition, image], dim=1))[:, 0]
 
 
-class Side:
+class Side(side_by_side.Side):
   """One implementation: trains step by step on the shared batches, then translates."""
-
-  name: str
-
-  def __init__(self, batches: data.BatchSchedule):
-    self.batches, self.steps = batches, 0
-    self.train_seconds = self.warmup_seconds = 0.0
-    self.slice_rates: list[float] = []   # steps per second in each slice
-    self.last_losses: dict[str, float] = {}
-
-  def step(self) -> None:   # one training step, its losses read back to the host
-    raise NotImplementedError
-
-  def warm_up(self) -> None:
-    start = time.perf_counter()
-    self.step()
-    self.warmup_seconds = time.perf_counter() - start
-
-  def train_for(self, seconds: float) -> None:
-    """Steps until `seconds` have passed (each step finished, its losses read back to the host)."""
-    start, first = time.perf_counter(), self.steps
-    while time.perf_counter() - start < seconds:
-      self.step()
-    elapsed = time.perf_counter() - start
-    self.train_seconds += elapsed
-    self.slice_rates.append((self.steps - first) / elapsed)
 
   def translate(self, inputs: np.ndarray) -> np.ndarray:
     """Inference-mode translations in [0, 1] of (N, H, W, C) inputs in [0, 1]."""
@@ -341,18 +315,7 @@ def main(argv):
   untrained = [holdout_l1(side.translate(holdout.inputs), holdout.images) for side in sides]
   print('held-out L1 untrained: ' + ', '.join(f'{s.name} {v:.4f}' for s, v in zip(sides, untrained)))
 
-  load_start = os.getloadavg()
-  for side in sides:
-    side.warm_up()
-  while any(side.train_seconds < FLAGS.budget_s for side in sides):
-    for side in sides:
-      remaining = FLAGS.budget_s - side.train_seconds
-      if remaining > 0:
-        side.train_for(min(FLAGS.slice_s, remaining))
-        losses = ', '.join(f'{k} {v:.4f}' for k, v in side.last_losses.items())
-        print(f'{side.name:>14s}: {side.steps:6d} steps in {side.train_seconds:6.1f} s '
-              f'({side.slice_rates[-1]:.2f} steps/s this slice), {losses}', flush=True)
-  load_end = os.getloadavg()
+  load_start, load_end = side_by_side.take_turns(sides, FLAGS.budget_s, FLAGS.slice_s)
 
   rows, translations = [], []
   for side, untrained_l1, (g_params, d_params) in zip(sides, untrained, counts):
@@ -381,10 +344,7 @@ def main(argv):
       'identity_holdout_l1': holdout_l1(holdout.inputs, holdout.images),
       'score_map': score_map_size(size, config.model.discriminator.num_layers),
       'patch': min(receptive_field(config.model.discriminator.num_layers), size),
-      'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; jax '
-                 f'{jax.__version__} on {jax.devices()[0].platform} ({len(jax.devices())} device), '
-                 f'torch {torch.__version__} ({torch.get_num_threads()} threads); '
-                 f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+      'machine': side_by_side.machine(),
       'load_start': [round(v, 2) for v in load_start], 'load_end': [round(v, 2) for v in load_end],
       'command': 'python ' + ' '.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
   }
