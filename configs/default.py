@@ -49,6 +49,10 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.train.best_metric = 'fid'   # keep the best checkpoint by this eval metric in workdir/best
   config.train.best_mode = 'min'     # min | max: whether smaller or larger values are better
   config.train.num_devices = 0       # 0 = every local device
+  # Steps per compiled call: more than one spares an accelerator the host's launch overhead
+  # (results are the same); 'auto' unrolls them on CPU and loops over them (lax.scan) elsewhere.
+  config.train.steps_per_dispatch = 1
+  config.train.dispatch_form = 'auto'   # auto | scan | unrolled
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adam'         # adam | adamw | rmsprop | sgd

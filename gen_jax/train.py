@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import sys
 import time
@@ -28,16 +27,15 @@ from gen_jax.evaluation.digit_classifier import Classifier
 from gen_jax.evaluation.evaluator import Evaluator
 from gen_jax.families import classifier as classifier_family
 from gen_jax.families.base import DataSpec, ModelFamily
-from gen_jax.runtime import checkpointing, config_checks, metric_writers, parallel, workdir_guard
+from gen_jax.runtime import (checkpointing, config_checks, dispatch, metric_writers, parallel,
+                             workdir_guard)
+from gen_jax.runtime.metric_window import MetricWindow, TrainingDiverged
 from gen_jax.runtime.metric_writers import MetricWriter
+from gen_jax.runtime.prefetch import Prefetcher
 
 EVAL_JSON = reports.EVAL_JSON
 # Which checkpoint evaluate and sample use: the latest one, or the best by train.best_metric.
 CHECKPOINT_CHOICES = ('latest', 'best')
-
-
-class TrainingDiverged(RuntimeError):
-  """A loss or a parameter became NaN or infinite."""
 
 
 def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
@@ -56,6 +54,8 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
   config_checks.require_int(config, 'train.keep_checkpoints', minimum=1)
   config_checks.require_int(config, 'train.eval_every', minimum=0)
   config_checks.require_int(config, 'train.num_devices', minimum=0)
+  config_checks.require_int(config, 'train.steps_per_dispatch', minimum=1, maximum=10_000)
+  config_checks.require_choice(config, 'train.dispatch_form', dispatch.FORMS)
   config_checks.require_int(config, 'eval.batch_size', minimum=1, maximum=65_536)
   config_checks.require_int(config, 'eval.max_examples', minimum=0)
   if not isinstance(config_checks.get_field(config, 'train.best_metric'), str):
@@ -162,8 +162,7 @@ class Run:
     metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, model_rng)
     if self.family.GENERATIVE:
       num = self.config.eval.num_samples or len(holdout)
-      samples, asked_classes = self.family.evaluation_samples(self.state, sample_rng, num, holdout)
-      metrics.update(self.judge.quality(samples, holdout, asked_classes))
+      metrics.update(self.family.judge_samples(self.state, sample_rng, num, holdout, self.judge))
     undeclared = set(metrics) - reported_metrics(self.family)
     if undeclared:
       raise RuntimeError(f'model {self.config.model.name!r} reported metrics it does not declare in '
@@ -194,14 +193,10 @@ def _last_good_checkpoint(run: Run) -> str:
   return f'The last good checkpoint (step {step}) is kept in {run.workdir / checkpointing.CHECKPOINT_DIR}.'
 
 
-def _check_finite(step: int, metrics: dict[str, float], run: Run) -> None:
-  bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-  if bad:
-    raise TrainingDiverged(f'training diverged at step {step}: {bad}. {_last_good_checkpoint(run)}')
-
-
-def _save(run: Run) -> None:
-  """Saves the state, unless it holds a NaN/inf (then the last good checkpoint stays the latest)."""
+def _save(run: Run, window: MetricWindow) -> None:
+  """Saves the state, unless a metric since the last log or the state holds a NaN/inf (then the
+  last good checkpoint stays the latest)."""
+  window.check_finite(_last_good_checkpoint(run))
   if not bool(parallel.all_finite(run.state)):
     raise TrainingDiverged(f'parameters became NaN or infinite by step {run.step}; not saving. '
                            f'{_last_good_checkpoint(run)}')
@@ -219,49 +214,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
 def _train(run: Run) -> dict[str, Any]:
   config, workdir, train_cfg = run.config, run.workdir, run.config.train
-  step_fn = parallel.compile_train_step(run.family.train_step, run.mesh)
+  steps_per_epoch = run.batches.steps_per_epoch
   start = run.step
   writer = MetricWriter(run.workdir, resumed_step=start)
-  if start and start % run.batches.steps_per_epoch == 0 and not any(
+  if start and start % steps_per_epoch == 0 and not any(
       r['step'] == start for r in metric_writers.read_metrics(run.workdir, 'epoch')):
     # Stopped after the checkpoint that ends an epoch but before that epoch's hook ran.
     _end_epoch(run, writer, start - 1)
   if start >= train_cfg.num_steps:
     logging.info('Workdir %s is already at step %d >= num_steps=%d', workdir, start, train_cfg.num_steps)
-  sums: dict[str, float] = {}
-  window_start, window_steps = time.perf_counter(), 0
-  progress = tqdm(range(start, train_cfg.num_steps), initial=start, total=train_cfg.num_steps,
+
+  def is_boundary(done: int) -> bool:   # a step count after which the loop does more than train
+    return (done % train_cfg.log_every == 0 or done % train_cfg.checkpoint_every == 0
+            or bool(train_cfg.eval_every) and done % train_cfg.eval_every == 0
+            or done % steps_per_epoch == 0)
+
+  run_steps = dispatch.Dispatcher(run.family.train_step, run.mesh, train_cfg.steps_per_dispatch,
+                                  train_cfg.dispatch_form)
+  calls = Prefetcher(
+      lambda first, count: dispatch.put_batches(
+          [run.batches(step) for step in range(first, first + count)], run.mesh),
+      dispatch.plan(start, train_cfg.num_steps, train_cfg.steps_per_dispatch, is_boundary))
+  window = MetricWindow()
+  window_start = time.perf_counter()
+  progress = tqdm(initial=start, total=train_cfg.num_steps,
                   desc=f'{config.model.name} on {config.data.name}', unit='step', dynamic_ncols=True,
                   # In a log file (no terminal) every refresh is a new line: refresh rarely there.
                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
   try:
-    for step in progress:
-      batch = parallel.shard_batch(run.batches(step), run.mesh)
-      run.state, metrics = step_fn(run.state, batch)
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      _check_finite(step, metrics, run)
-      for name, value in metrics.items():
-        sums[name] = sums.get(name, 0.0) + value
-      window_steps += 1
-      done = step + 1
+    for first, count, batches in calls:
+      run.state, sums = run_steps(run.state, batches, count)
+      window.add(first, count, sums)
+      progress.update(count)
+      done = first + count
       if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
-        means = {k: v / window_steps for k, v in sums.items()}
+        window_steps = window.num_steps
+        means = window.flush(_last_good_checkpoint(run))
         means['window_seconds'] = time.perf_counter() - window_start
         means['steps_per_second'] = window_steps / means['window_seconds']
-        means['epoch'] = step / run.batches.steps_per_epoch
+        means['epoch'] = (done - 1) / steps_per_epoch
         writer.write(done, 'train', means)
         progress.set_postfix({k: f'{v:.4g}' for k, v in list(means.items())[:3]})
-        sums, window_start, window_steps = {}, time.perf_counter(), 0
+        window_start = time.perf_counter()
       if done % train_cfg.checkpoint_every == 0:
-        _save(run)
+        _save(run, window)
       if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done != train_cfg.num_steps:
         _evaluate_and_keep_best(run, writer)
-      if done % run.batches.steps_per_epoch == 0:
-        _end_epoch(run, writer, step)
-    _save(run)
+      if done % steps_per_epoch == 0:
+        _end_epoch(run, writer, done - 1)
+    _save(run, window)
     run.family.on_train_end(run.workdir)
     return _evaluate_and_keep_best(run, writer)
   finally:
+    calls.close()
     progress.close()
     writer.close()
 
@@ -345,7 +350,7 @@ def _translation_inputs(run: Run) -> np.ndarray:
   first config.sample.num_samples held-out inputs."""
   config = run.config
   if not config.sample.input_dir:
-    return run.dataset.holdout.inputs[:config.sample.num_samples]
+    return run.family.held_out_inputs(run.dataset.holdout)[:config.sample.num_samples]
   shape = run.family.spec.input_shape
   images, _ = data.read_images(config.sample.input_dir, shape[0], shape[-1])
   return data.to_model_format(images, None, shape[0], shape[-1]).images

@@ -114,7 +114,12 @@ def test_evaluate_mode_needs_a_checkpoint(tmp_path):
   assert not list(tmp_path.iterdir())   # evaluating never creates a run
 
 
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize('steps_per_dispatch,message', [(1, 'diverged at step 8:'),
+                                                        (2, 'diverged at steps 8 to 9:')])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                             steps_per_dispatch, message):
+  """The loss turns NaN at step 8, between the logs at 8 and 12: the metrics are fetched only
+  there, yet the checkpoint of step 12 is never written and the one of step 6 is kept."""
   original = VAEFamily.train_step
 
   def poisoned(self, state, batch, axis_name=None):
@@ -124,7 +129,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
 
   monkeypatch.setattr(VAEFamily, 'train_step', poisoned)
   config = load_config('vae')
-  with pytest.raises(train.TrainingDiverged, match='diverged at step 8'):
+  config.train.steps_per_dispatch = steps_per_dispatch
+  with pytest.raises(train.TrainingDiverged, match=message):
     train.train_and_evaluate(config, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
   chex.assert_tree_all_finite(_restore_params(config, tmp_path))
@@ -203,6 +209,8 @@ def test_every_resumable_change_leaves_the_result_within_float_rounding(finished
   resumed = config.copy_and_resolve_references()
   changes = {'train.log_every': 3, 'train.checkpoint_every': 4, 'train.keep_checkpoints': 1,
              'train.eval_every': 10, 'train.num_devices': 2, 'eval.batch_size': 32,
+             # Several steps per call (cut short before each boundary), looped by lax.scan.
+             'train.steps_per_dispatch': 3, 'train.dispatch_form': 'scan',
              'eval.max_examples': 64, 'sample.num_samples': 8,
              # The same classifier, named by its absolute path.
              'eval.classifier_dir': str(classifier_family.workdir(config).absolute())}

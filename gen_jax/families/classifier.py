@@ -3,7 +3,9 @@
 It is trained by the same loop as every model, into its own workdir, with the loop's checkpoints,
 on the configured data's whole training split (whatever `data.max_examples` says) with a fixed
 recipe (`recipe_config`), so that every model trained on that data is measured by the same
-network. Random translations of up to `model.max_shift` pixels augment the training images.
+network. Random translations of up to `model.max_shift` pixels augment the training images. On
+unpaired data (two domains, gen_jax.data.unpaired) it learns the digits of both domains, so that
+it judges translations either way.
 
 Its workdir is `config.eval.classifier_dir`, or when that is empty
 `runs/classifier/<data.name>_<size>x<size>_<digest>`, the digest covering the recipe config (so a
@@ -59,6 +61,8 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   steps = config.eval.classifier_steps
   data = ml_collections.ConfigDict({field: config.data[field] for field in DATA_FIELDS})
   data.max_examples = 0
+  if 'unpaired' in config.data:
+    data.unpaired = config.data.unpaired.copy_and_resolve_references()
   return ml_collections.ConfigDict({
       'seed': 0,
       'smoke': False,
@@ -67,7 +71,10 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
       'data': data,
       'train': {'batch_size': 64, 'num_steps': steps, 'log_every': min(100, steps),
                 'checkpoint_every': steps, 'keep_checkpoints': 1, 'eval_every': 0,
-                'best_metric': '', 'best_mode': 'max', 'num_devices': 0},
+                'best_metric': '', 'best_mode': 'max', 'num_devices': 0,
+                # How it is run, as the model's run is (resumable fields: the same classifier).
+                'steps_per_dispatch': config.train.steps_per_dispatch,
+                'dispatch_form': config.train.dispatch_form},
       'optim': {'name': 'adamw', 'learning_rate': 2e-3, 'b1': 0.9, 'b2': 0.999,
                 'weight_decay': 1e-4, 'decay_every_epochs': 0, 'decay_factor': 0.1,
                 'cosine_decay_steps': steps, 'linear_decay_fraction': 0.0, 'grad_clip_norm': 0.0},
@@ -83,6 +90,14 @@ def workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
   digest = hashlib.sha256(recipe.to_json(sort_keys=True).encode()).hexdigest()[:8]
   size = config.data.image_size
   return DEFAULT_ROOT / f'{config.data.name}_{size}x{size}_{digest}'
+
+
+def _both_domains(batch) -> tuple[jax.Array, jax.Array]:
+  """The batch's images and labels, domain A's (`input`, `input_label`) appended on unpaired data."""
+  if 'input_label' not in batch:
+    return batch['image'], batch['label']
+  return (jnp.concatenate([batch['image'], batch['input']]),
+          jnp.concatenate([batch['label'], batch['input_label']]))
 
 
 def _shift(images: jax.Array, rng: jax.Array, max_shift: int) -> jax.Array:
@@ -129,11 +144,12 @@ class ClassifierFamily(ModelFamily):
 
   def train_step(self, state, batch, axis_name=None):
     rng = parallel.per_replica_key(jax.random.fold_in(self.train_rng, state.step), axis_name)
-    images = _shift(batch['image'], rng, self.max_shift)
+    images, labels = _both_domains(batch)
+    images = _shift(images, rng, self.max_shift)
 
     def loss_fn(params):
       _, logits = self.network.apply({'params': params}, images)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     grads = parallel.cross_replica_mean(grads, axis_name)

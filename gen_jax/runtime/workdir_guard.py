@@ -28,7 +28,8 @@ RUN_CONFIG = 'config.json'
 # the run's length, optim.linear_decay_fraction, is re-spread over a changed train.num_steps.)
 RESUMABLE_CHANGES = frozenset({
     'train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.eval_every', 'train.num_devices', 'eval.batch_size', 'eval.classifier_dir',
+    'train.eval_every', 'train.num_devices', 'train.steps_per_dispatch', 'train.dispatch_form',
+    'eval.batch_size', 'eval.classifier_dir',
     'eval.max_examples', 'sample.num_samples', 'sample.label', 'sample.dropout', 'sample.input_dir',
 })
 
