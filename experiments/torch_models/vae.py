@@ -1,4 +1,4 @@
-"""The course assignment's convolutional VAE in PyTorch, for the side-by-side benchmarks only.
+"""The course assignment's convolutional VAE in PyTorch, for the benchmark (experiments/benchmark.py) only.
 
 `load_flax_params` loads the parameters of `gen_jax.models.vae.VAE` (NHWC, HWIO) into it. With
 `padding='keras'` it then computes exactly that model's function: Keras/Flax 'SAME' padding, which
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_jax.cpu_speed.conv_transpose import transpose_padding  # noqa: E402
+from experiments import torch_models
+from gen_jax.cpu_speed.conv_transpose import transpose_padding
 
 PADDINGS = ('keras', 'pytorch')
 
@@ -159,6 +160,36 @@ def load_flax_params(model: TorchVAE, params: dict[str, Any]) -> None:
     # Flax's (transpose_kernel=False) kernel is PyTorch's flipped in space, in/out order kept.
     _copy(deconv.deconv.weight, np.asarray(p['kernel'])[::-1, ::-1].transpose(2, 3, 0, 1))
     _copy(deconv.deconv.bias, p['bias'])
+
+
+class Trainer:
+  """gen_jax's VAE family step: the negative ELBO (reconstruction + beta KL, one z sample), Adam.
+
+  Trains with PyTorch's own padding (as PyTorch code writes this model); tests/test_benchmark.py
+  checks that the Keras-padded twin computes the JAX model's function from the same weights.
+  """
+
+  def __init__(self, config, image_shape: tuple[int, int, int], device: torch.device):
+    m = config.model
+    if m.likelihood != 'bernoulli':
+      raise ValueError(f'the PyTorch VAE has the Bernoulli likelihood only, not {m.likelihood!r}')
+    self.beta, self.latent_dim, self.device = m.beta, m.latent_dim, device
+    self.model = TorchVAE(tuple(m.conv_features), m.hidden_dim, m.latent_dim, image_shape,
+                          'pytorch').to(device)
+    self.optimizer = torch_models.adam(self.model, config.optim)
+
+  def parameter_count(self) -> int:
+    return torch_models.parameter_count(self.model)
+
+  def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    x = batch['image']
+    noise = torch.randn(x.shape[0], self.latent_dim, device=self.device)
+    reconstruction, kl = negative_elbo_terms(self.model, x, noise)
+    loss = (reconstruction + self.beta * kl).mean()
+    self.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    self.optimizer.step()
+    return {'loss': loss.detach()}
 
 
 def _copy(target: torch.Tensor, value) -> None:

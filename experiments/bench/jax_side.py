@@ -1,0 +1,170 @@
+"""gen_jax's side of a case: the family's own train step, as the training loop runs it.
+
+`train.steps_per_dispatch` = K steps go to the device in one compiled call
+(gen_jax.runtime.dispatch.Dispatcher: a `lax.scan` over K stacked batches, or unrolled), the
+batches prepared ahead and already on the device, the state donated from call to call. Within a
+timed slice no value comes back to the host: the loop keeps at most two calls queued (it waits
+for the metrics of the call before last, not for their values), and the slice's last metrics are
+fetched once, after its clock stops.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments.bench import families, style
+from gen_jax import registry
+from gen_jax.families.base import DataSpec
+from gen_jax.runtime import dispatch, parallel
+
+QUEUED_CALLS = 2
+
+
+def _count(tree) -> int:
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+def xla_flops(compiled) -> float | None:
+  """The FLOPs XLA's cost analysis counts for a compiled computation (None where it has none)."""
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001 (some backends do not implement it)
+    return None
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get('flops')
+  return float(flops) if flops is not None and flops > 0 else None
+
+
+def device_memory() -> dict[str, Any]:
+  """The device allocator's peak so far (accelerators; XLA's CPU client reports none)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return {'device_peak_bytes': int(peak)} if peak is not None else {}
+
+
+class JaxSide:
+  """A family's train step; see the module docstring."""
+
+  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict):
+    started = time.perf_counter()
+    self.config = family.build_config(batch_size, image_size)
+    shape = (image_size, image_size, 1)
+    spec = DataSpec(shape, families.NUM_CLASSES, steps_per_epoch=1000, num_train_examples=64_000,
+                    input_shape=shape if 'input' in family.keys else None)
+    self.family = registry.get(self.config.model.name)(self.config, spec)
+    self.mesh = parallel.make_mesh(1)
+    self.k = settings['steps_per_dispatch']
+    host = family.host_batches(batch_size, image_size, self.k * settings['batch_groups'],
+                               settings['seed'])
+    self.groups = [dispatch.put_batches(host[i:i + self.k], self.mesh)
+                   for i in range(0, len(host), self.k)]
+    self.first_batch = jax.device_put(host[0])
+    self.state = parallel.replicate(self.family.init_state(jax.random.PRNGKey(settings['seed'])),
+                                    self.mesh)
+    self.dispatcher = dispatch.Dispatcher(self.family.train_step, self.mesh, self.k,
+                                          settings['dispatch_form'])
+    self.calls, self.metrics = 0, None
+    self.info = {'parameters': self._parameters(), 'build_s': time.perf_counter() - started,
+                 'steps_per_dispatch': self.k,
+                 'dispatch_form': dispatch.resolve_form(settings['dispatch_form'], self.mesh)}
+
+  def _parameters(self) -> int:
+    state = self.state
+    if hasattr(state, 'generator'):
+      return _count(state.generator.params) + _count(state.critic.params)
+    return _count(state.params)
+
+  def _call(self):
+    self.state, self.metrics = self.dispatcher(self.state, self.groups[self.calls % len(self.groups)],
+                                               self.k)
+    self.calls += 1
+    return self.metrics
+
+  def warm_up(self) -> None:
+    started = time.perf_counter()
+    jax.block_until_ready(self._call())   # compiles
+    self.info['first_call_s'] = time.perf_counter() - started
+    for _ in range(2):
+      self._call()
+    jax.block_until_ready(self.state)
+
+  def train(self, seconds: float) -> tuple[int, float]:
+    queued: collections.deque = collections.deque()
+    started, calls = time.perf_counter(), 0
+    while True:
+      queued.append(self._call())
+      calls += 1
+      if len(queued) > QUEUED_CALLS:
+        jax.block_until_ready(queued.popleft())
+      if time.perf_counter() - started >= seconds:
+        break
+    jax.block_until_ready(self.state)
+    return calls * self.k, time.perf_counter() - started
+
+  def losses(self) -> dict[str, float]:
+    sums = jax.device_get(self.metrics)   # summed over the call's K steps
+    return {k: float(v) / self.k for k, v in sums.items() if np.ndim(v) == 0}
+
+  def flops_per_step(self) -> float | None:
+    """XLA's count for one step (a single-step compile: a loop's body may be counted once)."""
+    return xla_flops(jax.jit(self.family.train_step).lower(self.state, self.first_batch).compile())
+
+  def memory(self) -> dict[str, Any]:
+    return device_memory()
+
+
+class JaxStyleSide:
+  """gen_jax's style transfer: `iterations` L-BFGS iterations in one dispatch; a step is one."""
+
+  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict):
+    del family, batch_size
+    started = time.perf_counter()
+    self.k = settings['style_iterations']
+    self.transfer = style.make_transfer(image_size, self.k)
+    self.targets = self.transfer.targets(0)
+    self.variable, self.opt_state = self.transfer.start(0)
+    self.last = None
+    self.info = {'parameters': _count(self.transfer.vgg_params), 'build_s': time.perf_counter() - started,
+                 'steps_per_dispatch': self.k, 'dispatch_form': 'fori_loop',
+                 'image': list(self.transfer.sizes[0])}
+
+  def _call(self):
+    self.variable, self.opt_state, self.last = self.transfer.iterate(
+        self.targets, self.variable, self.opt_state, self.k)
+    return self.last
+
+  def warm_up(self) -> None:
+    started = time.perf_counter()
+    jax.block_until_ready(self._call())
+    self.info['first_call_s'] = time.perf_counter() - started
+    jax.block_until_ready(self._call())
+
+  def train(self, seconds: float) -> tuple[int, float]:
+    started, calls = time.perf_counter(), 0
+    while True:
+      self._call()
+      calls += 1
+      if time.perf_counter() - started >= seconds:
+        break
+    jax.block_until_ready(self.variable)
+    return calls * self.k, time.perf_counter() - started
+
+  def losses(self) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(self.last).items()}
+
+  def flops_per_step(self) -> float | None:
+    return None   # the L-BFGS line search evaluates a data-dependent number of times
+
+  def memory(self) -> dict[str, Any]:
+    return device_memory()
+
+
+def make(family: families.Family, batch_size: int, image_size: int, settings: dict):
+  side = JaxStyleSide if family.kind == 'style' else JaxSide
+  return side(family, batch_size, image_size, settings)
