@@ -97,7 +97,8 @@ def markdown(record: dict[str, Any]) -> str:
       f"**Machine:** {m['cpu']}, {m['cores']} cores, {size(m['memory_bytes'])} memory; "
       f"{m['platform']}, Python {m['python']}. {device}. "
       f"JAX default matmul precision: {jax_info.get('default_matmul_precision', '?')}. "
-      f"XLA_FLAGS={m['xla_flags']!r}.",
+      f"XLA_FLAGS={m['xla_flags']!r}."
+      + (f" Each side pinned to {s['cores']} core(s)." if s.get('cores') else ''),
       f"**Load average** (1 min) at start / end: {record['load_start']} / {record.get('load_end', '—')}."
       + (f" **Note:** {s['note']}" if s['note'] else ''),
       '',
