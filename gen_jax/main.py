@@ -27,7 +27,7 @@ from ml_collections import config_flags
 
 from gen_jax import data, stylize, train
 from gen_jax.cpu_speed import host_memory
-from gen_jax.runtime import checkpointing, config_checks, workdir_guard
+from gen_jax.runtime import checkpointing, config_checks, distributed, workdir_guard
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
@@ -39,6 +39,11 @@ flags.DEFINE_string('output', 'samples.npz', 'Sample file (.npz) inside the work
 flags.DEFINE_enum('checkpoint', 'latest', train.CHECKPOINT_CHOICES,
                   'Checkpoint that evaluate and sample use: the latest, or the best kept by '
                   'config.train.best_metric (workdir/best).')
+flags.DEFINE_bool('multihost', False,
+                  'Join a multi-host run (jax.distributed): settings auto-detected on SLURM, Open MPI '
+                  f'and TPU pods, else from {distributed.COORDINATOR_ENV}, '
+                  f'{distributed.NUM_PROCESSES_ENV} and {distributed.PROCESS_ID_ENV} (setting them '
+                  'implies this flag). Every process runs the same command.')
 flags.mark_flags_as_required(['config'])
 
 COMPILATION_CACHE = 'compilation_cache'
@@ -127,6 +132,13 @@ def main(argv):
     refuse(f'--mode={FLAGS.mode}: style transfer has only --mode=train (it optimises one image; '
            f'its result and pictures are in the workdir)')
   host_memory.retain_freed_memory()
+  if FLAGS.multihost or distributed.requested():
+    if style_transfer:
+      refuse('--multihost: style transfer optimises one image on one process; run it without')
+    try:
+      distributed.initialize()   # before any JAX computation
+    except config_checks.ConfigError as error:
+      refuse(str(error))
   validate = stylize.validate if style_transfer else train.validate
   try:
     validate(FLAGS.config)   # a bad value is one line, before the runtime logs anything
@@ -161,6 +173,8 @@ def main(argv):
       return
   except RUN_ERRORS as error:
     refuse(str(error))
+  if not distributed.is_writer():
+    return
   print(f'{report["model"]} on {report["data"]}, step {report["step"]} (workdir {workdir}):')
   for name, value in report['metrics'].items():
     print(f'  {name:>24s}: {value:.4f}' if isinstance(value, float) else f'  {name:>24s}: {value}')

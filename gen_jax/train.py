@@ -8,6 +8,7 @@ the best by `train.best_metric` in `best/`), `metrics.jsonl`, TensorBoard event 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -27,8 +28,8 @@ from gen_jax.evaluation.digit_classifier import Classifier
 from gen_jax.evaluation.evaluator import Evaluator
 from gen_jax.families import classifier as classifier_family
 from gen_jax.families.base import DataSpec, ModelFamily
-from gen_jax.runtime import (checkpointing, config_checks, dispatch, metric_writers, parallel,
-                             workdir_guard)
+from gen_jax.runtime import (checkpointing, config_checks, dispatch, distributed, metric_writers,
+                             parallel, workdir_guard)
 from gen_jax.runtime.metric_window import MetricWindow, TrainingDiverged
 from gen_jax.runtime.metric_writers import MetricWriter
 from gen_jax.runtime.prefetch import Prefetcher
@@ -95,7 +96,10 @@ class Run:
     self.workdir = pathlib.Path(workdir)
     self.mesh = parallel.make_mesh(config.train.num_devices)
     parallel.check_batch_size(config.train.batch_size, self.mesh, 'train.batch_size')
-    self.evaluator = Evaluator(self.mesh, config.eval.batch_size)
+    # Every process evaluates and samples on its own devices, from its copy of the state (the
+    # same figures everywhere; the writer's are kept). With one process, the training mesh.
+    self.local_mesh = self.mesh if jax.process_count() == 1 else parallel.local_mesh()
+    self.evaluator = Evaluator(self.local_mesh, config.eval.batch_size)
     self.judge = sample_metrics.SampleJudge(lambda: digit_classifier(config), config.seed)
     if not training:
       workdir_guard.claim_workdir(self.workdir, config, create=False)
@@ -103,10 +107,15 @@ class Run:
     self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
     _check_best_metric(config, self.family)
-    # Only now, with the data read and the model built, does a new workdir get its config.json.
-    workdir_guard.claim_workdir(self.workdir, config, create=training)
+    # Only now, with the data read and the model built, does a new workdir get its config.json
+    # (from the writer; the other processes then check it holds this run).
+    distributed.writer_then_all(
+        'claim workdir', lambda: workdir_guard.claim_workdir(self.workdir, config, create=training))
+    if not distributed.is_writer():
+      workdir_guard.claim_workdir(self.workdir, config, create=False)
+    self.output_dir = distributed.output_dir(self.workdir)
     # One trainer a workdir, from before its first checkpoint is read to its end.
-    self.lock = workdir_guard.TrainerLock(self.workdir) if training else None
+    self.lock = workdir_guard.TrainerLock(self.workdir) if training and distributed.is_writer() else None
     try:
       self._open_checkpoints(training)
     except BaseException:
@@ -138,6 +147,12 @@ class Run:
   def step(self) -> int:
     return int(jax.device_get(self.state.step))
 
+  def local_state(self) -> Any:
+    """The state on this process's devices (itself, with one process)."""
+    if jax.process_count() == 1:
+      return self.state
+    return parallel.replicate(jax.device_get(self.state), self.local_mesh)
+
   def require_checkpoint(self, which: str = 'latest') -> None:
     """Makes the state that of the latest checkpoint (already restored) or of the best one."""
     if which not in CHECKPOINT_CHOICES:
@@ -155,14 +170,15 @@ class Run:
 
   def evaluate(self) -> dict[str, Any]:
     """Held-out metrics and pictures into eval/step_N; also written to the workdir's eval.json."""
-    out_dir = figures.unique_dir(self.workdir / 'eval' / f'step_{self.step}')
+    out_dir = figures.unique_dir(self.output_dir / 'eval' / f'step_{self.step}')
     holdout = self.dataset.holdout.take(self.config.eval.max_examples)
     dataset = dataclasses.replace(self.dataset, holdout=holdout)
     model_rng, sample_rng = jax.random.split(self.eval_rng)
-    metrics = self.family.evaluate(self.state, dataset, self.evaluator, out_dir, model_rng)
+    state = self.local_state()
+    metrics = self.family.evaluate(state, dataset, self.evaluator, out_dir, model_rng)
     if self.family.GENERATIVE:
       num = self.config.eval.num_samples or len(holdout)
-      metrics.update(self.family.judge_samples(self.state, sample_rng, num, holdout, self.judge))
+      metrics.update(self.family.judge_samples(state, sample_rng, num, holdout, self.judge))
     undeclared = set(metrics) - reported_metrics(self.family)
     if undeclared:
       raise RuntimeError(f'model {self.config.model.name!r} reported metrics it does not declare in '
@@ -172,7 +188,7 @@ class Run:
               'eval_dir': str(out_dir), 'metrics': metrics}
     if self.family.GENERATIVE:   # the feature space its sample metrics were measured in
       report['classifier'] = classifier_family.workdir(self.config).name
-    for directory in (out_dir, self.workdir):
+    for directory in (out_dir, self.output_dir):
       (directory / EVAL_JSON).write_text(json.dumps(report, indent=2))
       (directory / reports.EVAL_MARKDOWN).write_text(reports.evaluation_markdown(report))
     logging.info('Evaluation at step %d: %s', self.step, metrics)
@@ -216,7 +232,7 @@ def _train(run: Run) -> dict[str, Any]:
   config, workdir, train_cfg = run.config, run.workdir, run.config.train
   steps_per_epoch = run.batches.steps_per_epoch
   start = run.step
-  writer = MetricWriter(run.workdir, resumed_step=start)
+  writer = MetricWriter(run.output_dir, resumed_step=start)
   if start and start % steps_per_epoch == 0 and not any(
       r['step'] == start for r in metric_writers.read_metrics(run.workdir, 'epoch')):
     # Stopped after the checkpoint that ends an epoch but before that epoch's hook ran.
@@ -233,14 +249,16 @@ def _train(run: Run) -> dict[str, Any]:
                                   train_cfg.dispatch_form)
   calls = Prefetcher(
       lambda first, count: dispatch.put_batches(
-          [run.batches(step) for step in range(first, first + count)], run.mesh),
+          [run.batches.part(step, jax.process_index(), jax.process_count())
+           for step in range(first, first + count)], run.mesh),
       dispatch.plan(start, train_cfg.num_steps, train_cfg.steps_per_dispatch, is_boundary))
   window = MetricWindow()
   window_start = time.perf_counter()
   progress = tqdm(initial=start, total=train_cfg.num_steps,
                   desc=f'{config.model.name} on {config.data.name}', unit='step', dynamic_ncols=True,
                   # In a log file (no terminal) every refresh is a new line: refresh rarely there.
-                  mininterval=0.5 if sys.stderr.isatty() else 30.0)
+                  mininterval=0.5 if sys.stderr.isatty() else 30.0,
+                  disable=not distributed.is_writer())
   try:
     for first, count, batches in calls:
       run.state, sums = run_steps(run.state, batches, count)
@@ -263,7 +281,7 @@ def _train(run: Run) -> dict[str, Any]:
       if done % steps_per_epoch == 0:
         _end_epoch(run, writer, done - 1)
     _save(run, window)
-    run.family.on_train_end(run.workdir)
+    run.family.on_train_end(run.output_dir)
     return _evaluate_and_keep_best(run, writer)
   finally:
     calls.close()
@@ -273,8 +291,8 @@ def _train(run: Run) -> dict[str, Any]:
 
 def _end_epoch(run: Run, writer: MetricWriter, step: int) -> None:
   """The family's end-of-epoch hook for the epoch whose last step is `step`."""
-  epoch_metrics = run.family.on_epoch_end(run.state, run.batches.epoch_of(step), run.workdir,
-                                          run.judge)
+  epoch_metrics = run.family.on_epoch_end(run.local_state(), run.batches.epoch_of(step),
+                                          run.output_dir, run.judge)
   if epoch_metrics:
     writer.write(step + 1, 'epoch', epoch_metrics)
 
@@ -328,7 +346,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     if run.family.TRANSLATES:
       inputs = _translation_inputs(run)
       run.require_checkpoint(checkpoint)
-      samples = run.family.translate(run.state, inputs, run.sample_rng)
+      samples = run.family.translate(run.local_state(), inputs, run.sample_rng)
       np.savez_compressed(path, samples=np.asarray(samples, np.float32), inputs=inputs)
       run.family.translation_grid(inputs[:16], samples[:16], None, outputs[1])
       logging.info('Wrote %d translations to %s and %s', len(samples), *outputs)
@@ -336,7 +354,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
     if not run.family.GENERATIVE:
       raise config_checks.ConfigError(f'model {config.model.name!r} draws no samples')
     run.require_checkpoint(checkpoint)
-    samples = run.family.sample(run.state, run.sample_rng, config.sample.num_samples)
+    samples = run.family.sample(run.local_state(), run.sample_rng, config.sample.num_samples)
     np.savez_compressed(path, samples=np.asarray(samples, np.float32))
     figures.save_image_grid(samples[:64], outputs[1], columns=8)
     logging.info('Wrote %d samples to %s and %s', len(samples), *outputs)
@@ -368,14 +386,15 @@ def digit_classifier(config: ml_collections.ConfigDict) -> Classifier:
   """
   recipe = classifier_family.recipe_config(config)
   # Its batch of 64 split over as many local devices as divide it evenly (a resumable field:
-  # where it ran does not change what it is).
-  recipe.train.num_devices = max(d for d in range(1, jax.local_device_count() + 1)
-                                 if recipe.train.batch_size % d == 0)
+  # where it ran does not change what it is); a multi-host run trains it on all of them together.
+  recipe.train.num_devices = 0 if jax.process_count() > 1 else max(
+      d for d in range(1, jax.local_device_count() + 1) if recipe.train.batch_size % d == 0)
   directory = classifier_family.workdir(config)
   if directory.absolute() in _classifiers:
     return _classifiers[directory.absolute()]
-  with workdir_guard.exclusive(directory):
-    if not (directory / EVAL_JSON).exists():
+  # The writer holds the lock against other runs; the processes of this run follow its decision.
+  with workdir_guard.exclusive(directory) if distributed.is_writer() else contextlib.nullcontext():
+    if distributed.agree(not (directory / EVAL_JSON).exists()):
       logging.info('No digit classifier in %s; training one (%d steps)', directory,
                    recipe.train.num_steps)
       train_and_evaluate(recipe, directory)

@@ -139,9 +139,15 @@ class BatchSchedule:
     return step // self.steps_per_epoch
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
+    return self.part(step, 0, 1)
+
+  def part(self, step: int, index: int, count: int) -> dict[str, np.ndarray]:
+    """Part `index` of `count` equal parts of the batch of `step`: what one process of a
+    multi-host run reads (the parts of all of them make up the same global batch)."""
     epoch, position = divmod(step, self.steps_per_epoch)
-    start = position * self.batch_size
-    return self.split.batch(self._order_for(epoch)[start:start + self.batch_size])
+    size = self.batch_size // count
+    start = position * self.batch_size + index * size
+    return self.split.batch(self._order_for(epoch)[start:start + size])
 
 
 def fixed_batches(split: Split, batch_size: int):

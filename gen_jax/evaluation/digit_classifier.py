@@ -42,7 +42,7 @@ class Classifier:
 
   def __init__(self, model: nn.Module, params: Any, holdout_accuracy: float, data_name: str,
                directory: pathlib.Path):
-    mesh = parallel.make_mesh()
+    mesh = parallel.local_mesh()   # each process of a multi-host run judges on its own devices
     self.model = model
     self.params = parallel.replicate(params, mesh)
     self.holdout_accuracy = float(holdout_accuracy)

@@ -96,6 +96,18 @@ class ModelFamily(abc.ABC):
     del holdout
     return self.sample(state, rng, num), None
 
+  def judge_samples(self, state: Any, rng: jax.Array, num: int, holdout: Split,
+                    judge: SampleJudge) -> dict[str, Any]:
+    """The sample-quality metrics of an evaluation: by default those of `evaluation_samples`
+    against the held-out images. A model that makes two kinds of samples (CycleGAN's two
+    directions) judges each and names its metrics itself (declaring them in `metric_names`)."""
+    samples, asked_classes = self.evaluation_samples(state, rng, num, holdout)
+    return judge.quality(samples, holdout, asked_classes)
+
+  def held_out_inputs(self, holdout: Split) -> np.ndarray:
+    """What --mode=sample translates when no folder is given (a TRANSLATES model's)."""
+    return holdout.inputs
+
   def on_epoch_end(self, state: Any, epoch: int, workdir: pathlib.Path,
                    judge: SampleJudge) -> dict[str, float] | None:
     """Hook for per-epoch pictures (GAN sample grids, for example); the scalars it returns are

@@ -20,7 +20,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from gen_jax.runtime import config_checks
+from gen_jax.runtime import config_checks, distributed
 
 CHECKPOINT_DIR = 'checkpoints'
 # Written into every step folder after its save: the size and SHA-256 of each file the save wrote.
@@ -78,6 +78,9 @@ class _CheckpointDir:
       full = 'the disk is full' if error.errno == errno.ENOSPC else str(error)
       raise CheckpointError(f'could not save the checkpoint of step {step} in {self.directory} '
                             f'({full}); {newest}') from None
+    distributed.writer_then_all(f'seal {self.directory} {step}', lambda: self._seal(step))
+
+  def _seal(self, step: int) -> None:
     step_dir = self.directory / str(step)
     record = step_dir / f'{INTEGRITY_FILE}.tmp'
     record.write_text(json.dumps(_file_digests(step_dir)))
@@ -128,12 +131,16 @@ class _CheckpointDir:
                         reason)
         continue
       aside = self.directory.parent / DAMAGED_DIR / f'{self.directory.name}_{step}_{int(time.time())}'
-      aside.parent.mkdir(exist_ok=True)
-      (self.directory / str(step)).rename(aside)
+      distributed.writer_then_all(f'set aside {self.directory} {step}',
+                                  lambda: self._set_aside(step, aside))
       self._manager.reload()
       logging.warning('Checkpoint of step %d in %s is damaged (%s); set aside as %s', step,
                       self.directory, reason, aside)
     return None
+
+  def _set_aside(self, step: int, aside: pathlib.Path) -> None:
+    aside.parent.mkdir(exist_ok=True)
+    (self.directory / str(step)).rename(aside)
 
   def close(self) -> None:
     self._manager.close()

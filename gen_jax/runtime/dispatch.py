@@ -59,9 +59,15 @@ def stacked_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def put_batches(batches: Sequence[dict[str, np.ndarray]], mesh: Mesh) -> dict[str, jax.Array]:
-  """Host batches stacked on a leading step axis and put on the mesh's devices."""
+  """This process's parts of global batches, stacked on a leading step axis, as global arrays on
+  the mesh (with one process, the whole batches put on its devices)."""
+  sharding = stacked_sharding(mesh)
   stacked = {name: np.stack([batch[name] for batch in batches]) for name in batches[0]}
-  return jax.device_put(stacked, stacked_sharding(mesh))
+  if jax.process_count() == 1:
+    return jax.device_put(stacked, sharding)
+  return {name: jax.make_array_from_process_local_data(
+              sharding, part, (part.shape[0], part.shape[1] * jax.process_count()) + part.shape[2:])
+          for name, part in stacked.items()}
 
 
 def compile_several_steps(train_step: Callable, mesh: Mesh, num_steps: int,

@@ -21,12 +21,25 @@ DATA_AXIS = 'data'
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-  """A mesh over the first `num_devices` local devices (all of them when 0)."""
-  devices = jax.local_devices()
+  """A mesh over the first `num_devices` devices (all of them when 0), every process's included.
+
+  The devices are ordered by process, so that each process's devices hold one contiguous part of
+  every global batch: the part that process reads (`data.BatchSchedule.part`).
+  """
+  devices = sorted(jax.devices(), key=lambda device: (device.process_index, device.id))
   if num_devices > len(devices):
     raise config_checks.ConfigError(
         f'config.train.num_devices={num_devices} but only {len(devices)} devices are present')
+  if jax.process_count() > 1 and num_devices not in (0, len(devices)):
+    raise config_checks.ConfigError(
+        f'config.train.num_devices={num_devices}: a run of {jax.process_count()} processes uses '
+        f'all {len(devices)} of their devices (set 0)')
   return Mesh(np.array(devices[:num_devices or len(devices)]), (DATA_AXIS,))
+
+
+def local_mesh() -> Mesh:
+  """A mesh over this process's devices: where a process evaluates and samples on its own."""
+  return Mesh(np.array(jax.local_devices()), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
