@@ -22,6 +22,8 @@ _FAMILIES: dict[str, str] = {
     'wgan_gp': 'gen_jax.families.gan:GANFamily',
     # Paired image-to-image translation.
     'pix2pix': 'gen_jax.families.pix2pix:Pix2PixFamily',
+    # Unpaired translation between two domains.
+    'cyclegan': 'gen_jax.families.cyclegan:CycleGANFamily',
 }
 
 

@@ -4,13 +4,14 @@
 labels where the source has them. Sources: `digits` (scikit-learn, no download), `idx` (MNIST's
 original files in a directory), `folder` (PNG/JPEG files, class sub-folders optional) and any
 tensorflow-datasets image dataset by name (e.g. `mnist`). A `data.pairs` block makes the splits
-paired, for image-to-image translation (gen_jax.data.pairs).
+paired, for image-to-image translation (gen_jax.data.pairs); a `data.unpaired` block reads two
+domains, for unpaired translation (gen_jax.data.unpaired).
 """
 
 from __future__ import annotations
 
 from gen_jax.runtime import config_checks
-from gen_jax.data import pairs as paired, sources, tfds_source
+from gen_jax.data import pairs as paired, sources, tfds_source, unpaired as two_domains
 from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches, to_model_format
 from gen_jax.data.sources import read_images
 
@@ -24,13 +25,17 @@ _LOCAL_SOURCES = {
 }
 
 
+def _check_source(name: str, field: str) -> None:
+  """A local source's name, or a tensorflow-datasets one (with a `/config` when it has configs)."""
+  if name not in _LOCAL_SOURCES and name.split('/')[0] not in tfds_source.dataset_names():
+    raise config_checks.ConfigError(
+        f'config.{field}={name!r} is not a data source; choose one of '
+        f'{sorted(_LOCAL_SOURCES)} or a tensorflow-datasets image dataset name (e.g. "mnist")')
+
+
 def validate(config) -> None:
   """Checks config.data before anything is read."""
-  name = config_checks.get_field(config, 'data.name')
-  if name not in _LOCAL_SOURCES and name not in tfds_source.dataset_names():
-    raise config_checks.ConfigError(
-        f'config.data.name={name!r} is not a data source; choose one of '
-        f'{sorted(_LOCAL_SOURCES)} or a tensorflow-datasets image dataset name (e.g. "mnist")')
+  _check_source(config_checks.get_field(config, 'data.name'), 'data.name')
   config_checks.require_int(config, 'data.image_size', minimum=4, maximum=512)
   config_checks.require_choice(config, 'data.channels', (1, 3))
   config_checks.require_number(config, 'data.holdout_fraction', low=0, high=1,
@@ -40,19 +45,32 @@ def validate(config) -> None:
     config_checks.require_str(config, field)
   if 'pairs' in config.data:
     paired.validate(config)
+  if 'unpaired' in config.data:
+    two_domains.validate(config, _check_source)
 
 
 def load(name: str, path: str, image_size: int, channels: int, holdout_fraction: float,
-         train_split: str, holdout_split: str, max_examples: int, pairs=None) -> Dataset:
+         train_split: str, holdout_split: str, max_examples: int, pairs=None,
+         unpaired=None) -> Dataset:
   """Loads the source `name` (a config's data block: `data.load(**config.data)`), paired as
-  `pairs` says when given; the training split is cut to max_examples when set."""
-  if pairs is not None and pairs.task == 'side_by_side':
+  `pairs` says, or as two domains as `unpaired` says, when given; the training split is cut to
+  max_examples when set."""
+
+  def load_source(source: str, source_path: str) -> tuple[Split, Split]:
+    if source in _LOCAL_SOURCES:
+      return _LOCAL_SOURCES[source](source_path, image_size, channels, holdout_fraction)
+    return tfds_source.load_tfds(source, source_path, image_size, channels, train_split,
+                                 holdout_split, max_examples)
+
+  if unpaired is not None:
+    train, holdout = two_domains.load(
+        unpaired, name, path, image_size, channels, load_source,
+        lambda source, source_path, splits: tfds_source.read_splits(source, source_path, image_size,
+                                                                    channels, splits))
+  elif pairs is not None and pairs.task == 'side_by_side':
     train, holdout = paired.load_side_by_side(path, image_size, channels, holdout_fraction)
-  elif name in _LOCAL_SOURCES:
-    train, holdout = _LOCAL_SOURCES[name](path, image_size, channels, holdout_fraction)
   else:
-    train, holdout = tfds_source.load_tfds(name, path, image_size, channels, train_split,
-                                           holdout_split, max_examples)
+    train, holdout = load_source(name, path)
   if pairs is not None:
     train, holdout = paired.make_pairs(train, holdout, pairs.task, pairs.direction, pairs.seed,
                                        pairs.mask_size, pairs.low_resolution_factor)

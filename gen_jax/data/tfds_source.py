@@ -7,8 +7,10 @@ needs TensorFlow and a network connection: install the `tfds-prepare` extra for 
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from gen_jax.data.dataset import DataError, Split, to_model_format
 
@@ -51,14 +53,31 @@ def _read_split(source, name: str, split: str, limit: int, image_size: int, chan
     example = source[index]
     images.append(np.asarray(example['image']))
     labels.append(int(example['label']) if 'label' in example else -1)
+  if len({image.shape for image in images}) > 1:   # pictures of many sizes (cycle_gan's, say)
+    images = [_resized(image, image_size) for image in images]
   return to_model_format(np.stack(images), np.asarray(labels), image_size, channels)
+
+
+def _resized(image: np.ndarray, image_size: int) -> np.ndarray:
+  """One uint8 (H, W[, C]) picture resized to image_size² (Pillow's bilinear filter)."""
+  squeezed = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+  resized = np.asarray(Image.fromarray(squeezed).resize((image_size, image_size), Image.BILINEAR))
+  return resized.reshape(image_size, image_size, -1)
+
+
+def read_splits(name: str, path: str, image_size: int, channels: int,
+                splits: Sequence[tuple[str, int]]) -> list[Split]:
+  """The (split, limit) `splits` of the prepared tensorflow-datasets dataset `name` (its data_dir
+  `path`, or the default), each read up to its limit of examples (0: all)."""
+  data_dir = path or None
+  sources = [_open(name, split, data_dir) for split, _ in splits]   # all found before any is read
+  return [_read_split(source, name, split, limit, image_size, channels)
+          for source, (split, limit) in zip(sources, splits)]
 
 
 def load_tfds(name: str, path: str, image_size: int, channels: int, train_split: str,
               holdout_split: str, max_examples: int) -> tuple[Split, Split]:
-  """The prepared tensorflow-datasets dataset `name` (its data_dir `path`, or the default)."""
-  data_dir = path or None
-  train = _open(name, train_split, data_dir)
-  holdout = _open(name, holdout_split, data_dir)
-  return (_read_split(train, name, train_split, max_examples, image_size, channels),
-          _read_split(holdout, name, holdout_split, 0, image_size, channels))
+  """The training and held-out splits of the tensorflow-datasets dataset `name`."""
+  train, holdout = read_splits(name, path, image_size, channels,
+                               [(train_split, max_examples), (holdout_split, 0)])
+  return train, holdout

@@ -329,6 +329,10 @@ class SampleJudge:
     return sample_quality(self._classifier(), np.asarray(samples), real, seed=self.seed,
                           asked_classes=asked_classes)
 
+  def accuracy(self, real: Split) -> float:
+    """The classifier's accuracy on labelled real images: how far its reading of them is trusted."""
+    return self._classifier().accuracy(real)
+
   def class_balance(self, samples: np.ndarray) -> dict[str, float]:
     return class_balance(self._classifier().probabilities(np.asarray(samples)))
 

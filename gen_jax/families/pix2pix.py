@@ -33,15 +33,13 @@ from flax import struct
 from gen_jax.data import pairs
 from gen_jax.data.pixel_ranges import PIXEL_RANGES
 from gen_jax.evaluation import figures
+from gen_jax.evaluation import translations
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.pix2pix import NORMALISATIONS, PatchDiscriminator, UNet, receptive_field, score_map_size
 from gen_jax.objectives import adversarial_game, adversarial_losses
 from gen_jax.runtime import config_checks, metric_writers, optimizers, parallel
 from gen_jax.runtime.players import Player, apply_in_training
 
-SAMPLES_DIR = 'samples'      # the held-out translations of every epoch, and their GIF
-GRID_SCALE = 3
-TRANSLATION_BATCH = 256      # images translated per compiled call
 # The adversarial losses Pix2Pix is trained with: the course's, and the paper's.
 LOSSES = ('least_squares', 'non_saturating')
 
@@ -50,11 +48,6 @@ class Pix2PixState(struct.PyTreeNode):
   step: jax.Array
   generator: Player
   critic: Player
-
-
-def _as_channels(images: np.ndarray, channels: int) -> np.ndarray:
-  """Grey images repeated to `channels` (for a grid that shows grey inputs beside colour outputs)."""
-  return np.repeat(images, channels, axis=-1) if images.shape[-1] < channels else images
 
 
 class Pix2PixFamily(ModelFamily):
@@ -176,15 +169,12 @@ class Pix2PixFamily(ModelFamily):
                 dropout: bool | None = None) -> np.ndarray:
     """Translations in [0, 1] of `inputs` ((N, H, W, C) in [0, 1]), BatchNorm on its running
     averages; the dropout noise on when `dropout` (default config.sample.dropout)."""
-    expected = tuple(self.spec.input_shape)
-    if tuple(inputs.shape[1:]) != expected:
-      raise ValueError(f'inputs must be (N, {", ".join(map(str, expected))}), got {inputs.shape}')
+    translations.check_inputs(inputs, self.spec.input_shape)
     dropout = self.config.sample.dropout if dropout is None else dropout
     variables = jax.device_get(state.generator.variables)
-    parts = [np.asarray(self._translate(variables, jnp.asarray(inputs[start:start + TRANSLATION_BATCH]),
-                                        jax.random.fold_in(rng, start), dropout=dropout))
-             for start in range(0, len(inputs), TRANSLATION_BATCH)]
-    return np.concatenate(parts)
+    return translations.in_batches(
+        lambda batch, key: self._translate(variables, jnp.asarray(batch), key, dropout=dropout),
+        inputs, rng)
 
   def sample(self, state, rng, num):
     raise config_checks.ConfigError(
@@ -201,21 +191,18 @@ class Pix2PixFamily(ModelFamily):
   def translation_grid(self, inputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray | None,
                        path: pathlib.Path) -> pathlib.Path:
     """Rows input | translation (| target), one column an example."""
-    rows = [inputs, outputs] + ([] if targets is None else [targets])
-    channels = max(row.shape[-1] for row in rows)
-    return figures.save_image_grid(np.concatenate([_as_channels(row, channels) for row in rows]),
-                                   path, columns=len(inputs), scale=GRID_SCALE)
+    return translations.save_rows([inputs, outputs] + ([] if targets is None else [targets]), path)
 
   def on_epoch_end(self, state, epoch, workdir, judge) -> None:
     preview = self.spec.preview
     outputs = self.translate(state, preview.inputs, jax.random.PRNGKey(epoch))
     self.translation_grid(preview.inputs, outputs, preview.images,
-                          pathlib.Path(workdir) / SAMPLES_DIR / f'epoch_{epoch:04d}.png')
+                          translations.epoch_grid_path(workdir, epoch))
 
   def on_train_end(self, workdir: pathlib.Path) -> None:
     """The epoch grids as one GIF; the adversarial and the L1 curves as PNG."""
     workdir = pathlib.Path(workdir)
-    figures.save_epochs_gif(workdir / SAMPLES_DIR, GRID_SCALE)
+    translations.save_epochs_gif(workdir)
     records = metric_writers.read_metrics(workdir, 'train')
     if records:
       figures.save_curves(records, ['d_loss', 'g_adversarial'], workdir / 'losses.png',

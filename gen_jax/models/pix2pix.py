@@ -48,9 +48,10 @@ class Normalisation(nn.Module):
     return x
 
 
-def _conv(features: int, strides: int, use_bias: bool) -> nn.Conv:
+def _conv(features: int, strides: int, use_bias: bool,
+          kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()) -> nn.Conv:
   return nn.Conv(features, KERNEL, strides=strides, padding=CONV_PADDING, use_bias=use_bias,
-                 conv_general_dilated=convolution.conv_general_dilated)
+                 kernel_init=kernel_init, conv_general_dilated=convolution.conv_general_dilated)
 
 
 class UNet(nn.Module):
@@ -122,28 +123,34 @@ def score_map_size(image_size: int, num_layers: int) -> int:
 
 
 class PatchDiscriminator(nn.Module):
-  """(image, input it was translated from) → a (N, h, w) map of logits, one per patch."""
+  """(image, input it was translated from) → a (N, h, w) map of logits, one per patch; with no
+  condition (CycleGAN's critics), the image alone."""
 
   features: int = 64
   num_layers: int = 3
   normalisation: str = 'batch'
   axis_name: str | None = None
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
-  def __call__(self, image: jax.Array, condition: jax.Array, train: bool = True) -> jax.Array:
-    chex.assert_rank([image, condition], 4)
-    chex.assert_equal_shape_prefix([image, condition], 3)
-    x = jnp.concatenate([condition, image], axis=-1)
+  def __call__(self, image: jax.Array, condition: jax.Array | None = None,
+               train: bool = True) -> jax.Array:
+    chex.assert_rank(image, 4)
+    x = image
+    if condition is not None:
+      chex.assert_rank(condition, 4)
+      chex.assert_equal_shape_prefix([image, condition], 3)
+      x = jnp.concatenate([condition, image], axis=-1)
     normalised = self.normalisation != 'none'
     # Channels double with each layer, up to 8 times the first layer's (the paper's 64 → 512).
     widths = [self.features * min(2 ** layer, 8) for layer in range(self.num_layers + 1)]
     for layer, features in enumerate(widths):
       stride = 2 if layer < self.num_layers else 1
-      x = _conv(features, stride, use_bias=layer == 0 or not normalised)(x)
+      x = _conv(features, stride, use_bias=layer == 0 or not normalised, kernel_init=self.kernel_init)(x)
       if layer:
         x = Normalisation(self.normalisation, self.axis_name)(x, train)
       x = nn.leaky_relu(x, LEAKY_SLOPE)
-    scores = _conv(1, 1, use_bias=True)(x)[..., 0]
+    scores = _conv(1, 1, use_bias=True, kernel_init=self.kernel_init)(x)[..., 0]
     side = score_map_size(image.shape[1], self.num_layers)
     chex.assert_shape(scores, (image.shape[0], side, score_map_size(image.shape[2], self.num_layers)))
     return scores

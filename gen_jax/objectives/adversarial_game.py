@@ -72,18 +72,22 @@ def generator_update(generator: Player, generator_stats: Any, fake: jax.Array,
                      pull_back: Callable[[jax.Array], tuple[Any]], critic_net: nn.Module,
                      critic: Player, condition: jax.Array | None, loss: AdversarialLoss,
                      axis_name: str | None = None,
-                     image_loss: Callable[[jax.Array], tuple[jax.Array, Metrics]] | None = None,
+                     image_loss: Callable[[Any], tuple[jax.Array, Metrics]] | None = None,
+                     judged: Callable[[Any], jax.Array] | None = None,
                      ) -> tuple[Player, Player, Metrics]:
   """One generator step on its images `fake` (made once, under `jax.vjp`, with `pull_back`).
 
   Its loss is the adversarial one through `critic`, plus `image_loss(fake)` where the model adds
   a loss of its own on the images (Pix2Pix's L1 to the target): that returns the weighted term
-  and the metrics to report. Returns the updated generator, the critic with the BatchNorm
-  statistics of this forward pass, and the metrics `g_loss` (the whole loss) and `g_grad_norm`.
+  and the metrics to report. `fake` may be any pytree of images when `judged(fake)` picks the
+  ones the critic scores (CycleGAN's generators also output the reconstructions its image loss
+  reads); by default the critic scores `fake` itself. Returns the updated generator, the critic
+  with the BatchNorm statistics of this forward pass, and the metrics `g_loss` (the whole loss)
+  and `g_grad_norm`.
   """
   def loss_fn(images):
     scores, critic_stats = apply_in_training(critic_net, critic.params, critic.batch_stats,
-                                             images, condition)
+                                             images if judged is None else judged(images), condition)
     adversarial = loss.generator(scores)
     if image_loss is None:
       return adversarial, (critic_stats, {})

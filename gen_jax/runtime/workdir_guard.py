@@ -31,6 +31,7 @@ RESUMABLE_CHANGES = frozenset({
     'train.eval_every', 'train.num_devices', 'train.steps_per_dispatch', 'train.dispatch_form',
     'eval.batch_size', 'eval.classifier_dir',
     'eval.max_examples', 'sample.num_samples', 'sample.label', 'sample.dropout', 'sample.input_dir',
+    'sample.direction',
 })
 
 
