@@ -48,6 +48,10 @@ flags.DEFINE_integer('style_iterations', 10, 'L-BFGS iterations per call on both
 flags.DEFINE_integer('cores', 0, 'Pin each side\'s process to the first N cores (its threads follow); '
                      '0: every core. On a loaded machine --cores=1 measures each side\'s work per '
                      'step, robust to the load.')
+flags.DEFINE_enum('matmul_precision', 'default', ['default', 'highest', 'tf32'],
+                  "float32 matrix products and convolutions on a GPU: each library's default (JAX "
+                  "may use TF32 where PyTorch does not for matmuls; the report says which), full "
+                  'float32 on both, or TF32 on both.')
 flags.DEFINE_string('torch_device', 'auto', "PyTorch's device: auto (cuda when available), cpu, cuda.")
 flags.DEFINE_float('peak_flops', 0.0, 'The device\'s peak FLOP/s (e.g. 67e12 for an H200 in fp32 '
                    'without tensor cores, 990e12 dense bf16); 0: no percentage.')
@@ -142,7 +146,7 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   settings = {name: FLAGS[name].value for name in (
       'budget_s', 'slice_s', 'steps_per_dispatch', 'dispatch_form', 'batch_groups',
-      'style_iterations', 'cores', 'torch_device', 'peak_flops', 'peak_flops_name', 'note', 'seed')}
+      'style_iterations', 'cores', 'matmul_precision', 'torch_device', 'peak_flops', 'peak_flops_name', 'note', 'seed')}
   settings.update(batch_sizes=[int(b) for b in FLAGS.batch_sizes],
                   image_sizes=[int(s) for s in FLAGS.image_sizes], quick=FLAGS.quick)
   record = {

@@ -21,6 +21,7 @@ from experiments.bench import families, report  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_one_tiny_case_writes_the_table_with_its_columns(tmp_path):
   out = tmp_path / 'report'
   # One case: the linear autoencoder at its config's batch (64), which is also the sweep's only one.

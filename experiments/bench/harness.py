@@ -17,7 +17,9 @@ CPU buffers and PyTorch's come from malloc), its peak sampled every 20 ms during
 minus the same before the case was built: the parameters, optimiser state, the prepared batches,
 the compiled step and its activations at steady state, without the compiler's transient memory
 (the resident set size's growth is in the JSON too, but the allocator keeps what earlier cases
-freed, so it undercounts later cases).
+freed, so it undercounts later cases). Each process starts its runtime and compiler on a tiny
+convolution before its first case, but that case may still carry some of what a runtime allocates
+once (caches, compiler state): its host figure is marked †.
 """
 
 from __future__ import annotations
@@ -43,26 +45,32 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')
   from experiments.bench import families, jax_side, torch_side   # noqa: PLC0415
+  precision = settings.get('matmul_precision', 'default')
+  if side == 'jax' and precision != 'default':
+    jax.config.update('jax_default_matmul_precision',
+                      'tensorfloat32' if precision == 'tf32' else 'highest')
   if side == 'torch':
     import torch   # noqa: PLC0415
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    if precision != 'default':
+      torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == 'tf32'
     info = torch_side.describe(torch_side.pick_device(settings['torch_device']))
-    torch.zeros(1, device=torch_side.pick_device(settings['torch_device'])) + 1   # runtime up
+    _prime_torch(torch, torch_side.pick_device(settings['torch_device']))
   else:
     device = jax.devices()[0]
     info = {'version': jax.__version__, 'backend': jax.default_backend(),
             'device': getattr(device, 'device_kind', device.platform),
             'device_count': jax.device_count(),
             'default_matmul_precision': str(jax.config.jax_default_matmul_precision)}
-    jax.block_until_ready(jax.jit(lambda x: x + 1)(jax.numpy.zeros(1)))   # runtime up
+    _prime_jax(jax)
   family = families.FAMILIES[family_name]
   maker = torch_side.make if side == 'torch' else jax_side.make
   heap = memory.heap_bytes() is not None
-  worker, samplers, before = None, {}, {}
+  worker, samplers, before, cases = None, {}, {}, 0
 
   def build(batch_size, image_size):
-    nonlocal worker, samplers, before
-    worker = None
+    nonlocal worker, samplers, before, cases
+    worker, cases = None, cases + 1
     for sampler in samplers.values():
       sampler.stop()
     gc.collect()
@@ -83,6 +91,7 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
     result['host_rss_growth_bytes'] = peaks['rss']
     result['host_peak_growth_bytes'] = peaks.get('heap', peaks['rss'])
     result['host_measure'] = 'malloc in use' if 'heap' in peaks else 'RSS'
+    result['host_first_case'] = cases == 1
     return result
 
   commands = {'build': build, 'warm_up': warm_up,
@@ -96,6 +105,22 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
     except Exception as error:  # noqa: BLE001 (reported to the parent, which goes on)
       traceback.print_exc()
       connection.send(('error', f'{type(error).__name__}: {error}'))
+
+
+def _prime_jax(jax) -> None:
+  """Starts the runtime and the compiler (a convolution's gradient) before any case is measured."""
+  def loss(kernel, x):
+    return jax.numpy.sum(jax.lax.conv(x, kernel, (1, 1), 'SAME') ** 2)
+  x, kernel = jax.numpy.ones((2, 1, 8, 8)), jax.numpy.ones((4, 1, 3, 3))
+  jax.block_until_ready(jax.jit(jax.grad(loss))(kernel, x))
+
+
+def _prime_torch(torch, device) -> None:
+  """Starts the runtime and its convolution kernels before any case is measured."""
+  conv = torch.nn.Conv2d(1, 4, 3, padding=1).to(device)
+  conv(torch.ones(2, 1, 8, 8, device=device)).square().sum().backward()
+  if device.type == 'cuda':
+    torch.cuda.synchronize(device)
 
 
 class CaseError(RuntimeError):

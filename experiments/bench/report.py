@@ -33,7 +33,8 @@ def peak_memory(side: dict[str, Any]) -> str:
   """Device peak where the side has one, else the host's RSS growth."""
   if 'device_peak_bytes' in side:
     return ('≤ ' if side.get('device_peak_is_bound') else '') + size(side['device_peak_bytes'])
-  return size(side.get('host_peak_growth_bytes'))
+  mark = ' †' if side.get('host_first_case') else ''
+  return size(side.get('host_peak_growth_bytes')) + mark
 
 
 def _ratio(case) -> str:
@@ -96,7 +97,8 @@ def markdown(record: dict[str, Any]) -> str:
       '',
       f"**Machine:** {m['cpu']}, {m['cores']} cores, {size(m['memory_bytes'])} memory; "
       f"{m['platform']}, Python {m['python']}. {device}. "
-      f"JAX default matmul precision: {jax_info.get('default_matmul_precision', '?')}. "
+      f"JAX default matmul precision: {jax_info.get('default_matmul_precision', '?')} "
+      f"(--matmul_precision={s.get('matmul_precision', 'default')}). "
       f"XLA_FLAGS={m['xla_flags']!r}."
       + (f" Each side pinned to {s['cores']} core(s)." if s.get('cores') else ''),
       f"**Load average** (1 min) at start / end: {record['load_start']} / {record.get('load_end', '—')}."
