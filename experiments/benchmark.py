@@ -61,6 +61,8 @@ flags.DEFINE_string('output_dir', str(ROOT / 'experiments' / 'results' / 'benchm
 flags.DEFINE_bool('quick', False, 'A whole sweep in a few minutes: 1 s budgets in 0.25 s slices, '
                   'batches 8 and 64, images 28 and 64 (flags given explicitly still win).')
 flags.DEFINE_float('deadline_s', 0.0, 'Skip the cases not started after this many seconds; 0: none.')
+flags.DEFINE_bool('headline_first', True, "Time every family's headline case before the sweeps "
+                  '(fresh processes for each pass; a run cut short keeps the first table).')
 flags.DEFINE_string('note', '', 'A sentence for the report (e.g. the machine was loaded).')
 flags.DEFINE_integer('seed', 0, 'Seed of the weights and the random batches.')
 
@@ -164,15 +166,24 @@ def main(argv):
     (out / 'report.md').write_text(report.markdown(record))
 
   deadline = time.monotonic() + FLAGS.deadline_s if FLAGS.deadline_s else 0.0
+  plans = {}
   for name in FLAGS.families:
     family = families.FAMILIES[name]
-    cases = plan(family, settings['batch_sizes'], settings['image_sizes'])
-    if not family.ready:
-      for case in cases:
-        case['skipped'] = f'{family.note} (experiments/bench/families.py)'
-      record['cases'] += cases
-      continue
-    run_family(family, cases, settings, record, save, deadline)
+    plans[name] = plan(family, settings['batch_sizes'], settings['image_sizes'])
+    if not family.ready:   # one line in the report for the whole family
+      headline = next(case for case in plans.pop(name) if case['headline'])
+      headline['skipped'] = f'{family.note} (its place: experiments/bench/families.py)'
+      record['cases'].append(headline)
+  # Every family's headline case first (fresh processes), then the sweeps, so that a run cut
+  # short by --deadline_s still has the whole first table.
+  passes = ([[c for c in cases if c['headline']] for cases in plans.values()],
+            [[c for c in cases if not c['headline']] for cases in plans.values()])
+  if not FLAGS.headline_first:
+    passes = (list(plans.values()),)
+  for cases_by_family in passes:
+    for name, cases in zip(plans, cases_by_family):
+      if cases:
+        run_family(families.FAMILIES[name], cases, settings, record, save, deadline)
   save()
   print(report.markdown(record))
   print(f'Report: {out / "report.md"}')

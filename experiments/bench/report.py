@@ -83,8 +83,13 @@ def markdown(record: dict[str, Any]) -> str:
   done = [c for c in record['cases'] if 'ratio' in c]
   headline = [c for c in done if c['headline']]
   swept = {sweep: {c['family'] for c in done if c['sweep'] == sweep} for sweep in ('batch', 'image')}
-  by_batch = [c for c in done if c['family'] in swept['batch'] and c['sweep'] in ('batch', 'headline')]
-  by_image = [c for c in done if c['family'] in swept['image'] and c['sweep'] in ('image', 'headline')]
+  order = {name: index for index, name in enumerate(dict.fromkeys(c['family'] for c in done))}
+
+  def sweep(kind):
+    return sorted((c for c in done if c['family'] in swept[kind] and c['sweep'] in (kind, 'headline')),
+                  key=lambda c: (order[c['family']], c['batch_size'], c['image_size']))
+
+  by_batch, by_image = sweep('batch'), sweep('image')
   jax_info, torch_info = record.get('gen_jax', {}), record.get('torch', {})
   device = (f"JAX {jax_info.get('version', '?')} on {jax_info.get('backend', '?')} "
             f"({jax_info.get('device', '?')}); PyTorch {torch_info.get('version', '?')} on "
