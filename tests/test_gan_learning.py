@@ -48,7 +48,8 @@ CASES = [
     # FID 538 → 48, entropy 2.23, class_match 0.52 [536 → 43, 2.18, 0.47]; 32 s. At 300 steps
     # class_match was 0.30; at 2e-4 and 500 steps: 538 → 116, 1.95, class_match 0.18.
     pytest.param('cgan', 400, {**WIDER_CONVS, **FASTER}, id='cgan'),
-    # 5 critic updates a step. FID 526 → 163, entropy 1.88 [522 → 157, 1.94]; 37 s.
+    # 2 critic updates a step (configs/wgan.py). FID 533 → 167, entropy 1.90 (the classifier on
+    # one device; with 5 updates: 526 → 163, 1.88 [522 → 157, 1.94]; 37 s).
     pytest.param('wgan', 200, {**WIDER_CONVS, **FASTER}, id='wgan'),
     # 5 critic updates a step. FID 525 → 166, entropy 1.98 [522 → 162, 1.92]; 38 s. 200 steps:
     # 525 → 123, 1.98. At 1e-4 and 500 steps: 525 → 297, 1.92.
