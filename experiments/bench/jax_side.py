@@ -48,6 +48,23 @@ def device_memory() -> dict[str, Any]:
   return {'device_peak_bytes': int(peak)} if peak is not None else {}
 
 
+def _timed_calls(call, result, steps_per_call: int, seconds: float) -> tuple[int, float]:
+  """(steps, seconds) of calls made until `seconds` have passed (at least one), with at most
+  QUEUED_CALLS of them waiting on the device (dispatch is asynchronous: unbounded, the host would
+  queue far more than a slice's worth), timed until `result()` is ready."""
+  queued: collections.deque = collections.deque()
+  started, calls = time.perf_counter(), 0
+  while True:
+    queued.append(call())
+    calls += 1
+    if len(queued) > QUEUED_CALLS:
+      jax.block_until_ready(queued.popleft())
+    if time.perf_counter() - started >= seconds:
+      break
+  jax.block_until_ready(result())
+  return calls * steps_per_call, time.perf_counter() - started
+
+
 class JaxSide:
   """A family's train step; see the module docstring."""
 
@@ -95,17 +112,7 @@ class JaxSide:
     jax.block_until_ready(self.state)
 
   def train(self, seconds: float) -> tuple[int, float]:
-    queued: collections.deque = collections.deque()
-    started, calls = time.perf_counter(), 0
-    while True:
-      queued.append(self._call())
-      calls += 1
-      if len(queued) > QUEUED_CALLS:
-        jax.block_until_ready(queued.popleft())
-      if time.perf_counter() - started >= seconds:
-        break
-    jax.block_until_ready(self.state)
-    return calls * self.k, time.perf_counter() - started
+    return _timed_calls(self._call, lambda: self.state, self.k, seconds)
 
   def losses(self) -> dict[str, float]:
     sums = jax.device_get(self.metrics)   # summed over the call's K steps
@@ -146,14 +153,7 @@ class JaxStyleSide:
     jax.block_until_ready(self._call())
 
   def train(self, seconds: float) -> tuple[int, float]:
-    started, calls = time.perf_counter(), 0
-    while True:
-      self._call()
-      calls += 1
-      if time.perf_counter() - started >= seconds:
-        break
-    jax.block_until_ready(self.variable)
-    return calls * self.k, time.perf_counter() - started
+    return _timed_calls(self._call, lambda: self.variable, self.k, seconds)
 
   def losses(self) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(self.last).items()}
