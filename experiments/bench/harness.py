@@ -44,7 +44,11 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   import jax   # noqa: PLC0415
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')
-  from experiments.bench import families, jax_side, torch_side   # noqa: PLC0415
+  from experiments.bench import families   # noqa: PLC0415
+  if side == 'torch':   # each process imports its own side only
+    from experiments.bench import torch_side as side_module   # noqa: PLC0415
+  else:
+    from experiments.bench import jax_side as side_module   # noqa: PLC0415
   precision = settings.get('matmul_precision', 'default')
   if side == 'jax' and precision != 'default':
     jax.config.update('jax_default_matmul_precision',
@@ -54,8 +58,8 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     if precision != 'default':
       torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == 'tf32'
-    info = torch_side.describe(torch_side.pick_device(settings['torch_device']))
-    _prime_torch(torch, torch_side.pick_device(settings['torch_device']))
+    info = side_module.describe(side_module.pick_device(settings['torch_device']))
+    _prime_torch(torch, side_module.pick_device(settings['torch_device']))
   else:
     device = jax.devices()[0]
     info = {'version': jax.__version__, 'backend': jax.default_backend(),
@@ -64,7 +68,7 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
             'default_matmul_precision': str(jax.config.jax_default_matmul_precision)}
     _prime_jax(jax)
   family = families.FAMILIES[family_name]
-  maker = torch_side.make if side == 'torch' else jax_side.make
+  maker = side_module.make
   heap = memory.heap_bytes() is not None
   worker, samplers, before, cases = None, {}, {}, 0
 

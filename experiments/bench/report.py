@@ -6,10 +6,10 @@ from typing import Any
 
 SIDES = ('gen_jax', 'torch')
 HEADLINE_COLUMNS = ['family', 'batch', 'image', 'gen_jax steps/s', 'PyTorch steps/s',
-                    'gen_jax / PyTorch', 'gen_jax peak memory', 'PyTorch peak memory',
+                    'speed ratio (gen_jax / PyTorch)', 'gen_jax peak memory', 'PyTorch peak memory',
                     'gen_jax first call (s)', 'parameters (gen_jax / PyTorch)']
 SWEEP_COLUMNS = ['family', 'batch', 'image', 'gen_jax ms/step', 'PyTorch ms/step',
-                 'gen_jax / PyTorch', 'gen_jax peak memory', 'PyTorch peak memory']
+                 'speed ratio (gen_jax / PyTorch)', 'gen_jax peak memory', 'PyTorch peak memory']
 FLOPS_COLUMNS = ['family', 'batch', 'image', 'XLA GFLOP/step', 'gen_jax TFLOP/s',
                  'PyTorch TFLOP/s (same count)', 'gen_jax % of peak', 'PyTorch % of peak']
 
