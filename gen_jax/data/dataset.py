@@ -18,12 +18,14 @@ class Split:
 
   A paired split (image-to-image translation) also holds `inputs`, (N, H, W, C') in [0, 1]: the
   image each target in `images` is translated from. Everything that reads `images` as the real
-  data (sample metrics, figures) then sees the targets.
+  data (sample metrics, figures) then sees the targets. An unpaired split (gen_jax.data.unpaired)
+  holds domain A in `inputs`, with its own labels in `input_labels`, and domain B in `images`.
   """
 
   images: np.ndarray
   labels: np.ndarray
   inputs: np.ndarray | None = None
+  input_labels: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.ndim != 4:
@@ -33,6 +35,10 @@ class Split:
     if self.inputs is not None and self.inputs.shape[:3] != self.images.shape[:3]:
       raise DataError(f'inputs of shape {self.inputs.shape} do not pair with images of shape '
                       f'{self.images.shape}')
+    if self.input_labels is not None and (self.inputs is None or
+                                          self.input_labels.shape != self.labels.shape):
+      raise DataError(f'input labels of shape {self.input_labels.shape} need inputs and one '
+                      f'label each, like the {self.labels.shape[0]} images')
 
   def __len__(self) -> int:
     return self.images.shape[0]
@@ -43,8 +49,9 @@ class Split:
 
   def select(self, indices) -> 'Split':
     """The examples at `indices` (an index array or a slice), inputs with their targets."""
-    return Split(self.images[indices], self.labels[indices],
-                 None if self.inputs is None else self.inputs[indices])
+    pick = lambda array: None if array is None else array[indices]
+    return Split(self.images[indices], self.labels[indices], pick(self.inputs),
+                 pick(self.input_labels))
 
   def take(self, count: int) -> 'Split':
     """The first `count` examples (all when count is 0)."""
@@ -54,6 +61,8 @@ class Split:
     batch = {'image': self.images[indices], 'label': self.labels[indices]}
     if self.inputs is not None:
       batch['input'] = self.inputs[indices]
+    if self.input_labels is not None:
+      batch['input_label'] = self.input_labels[indices]
     return batch
 
 
