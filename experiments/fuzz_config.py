@@ -5,7 +5,7 @@
 For each config and each field it sets values no run can use (NaN, ±infinity, a negative number,
 10^12, a string where a number belongs, a number where a string belongs, None, an empty tuple where
 a sequence of layer sizes belongs) and runs the checks a run makes before reading any data
-(`gen_jax.train.validate`). Each try ends in one of: a named error (a ConfigError naming the
+(`gen_jax.validation.validate`). Each try ends in one of: a named error (a ConfigError naming the
 field), another exception (a traceback a user would see), or a silent acceptance. Silent
 acceptances are listed: some are legitimate (a seed of 10^12, a negative `sample.label` means
 "every class"), the others are gaps. Writes nothing; prints the counts and the list.
@@ -24,7 +24,7 @@ from absl import app, flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gen_jax import train  # noqa: E402
+from gen_jax import validation  # noqa: E402
 from gen_jax.runtime import config_checks  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -72,7 +72,7 @@ def main(argv):
         except (TypeError, ValueError, AttributeError):
           continue   # ml-collections itself refuses the type: never reaches the code
         try:
-          train.validate(config)
+          validation.validate(config)
         except config_checks.ConfigError as error:
           counts['named error' if field.split('.')[-1] in str(error) else 'error not naming the field'] += 1
           continue

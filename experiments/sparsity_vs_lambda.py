@@ -29,7 +29,7 @@ import matplotlib  # noqa: E402
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gen_jax import data, train  # noqa: E402
+from gen_jax import data, validation  # noqa: E402
 from gen_jax.evaluation import figures  # noqa: E402
 from gen_jax.runtime import parallel  # noqa: E402
 from gen_jax.evaluation.evaluator import Evaluator  # noqa: E402
@@ -48,7 +48,7 @@ def train_and_measure(config, dataset, weight: float) -> dict[str, float]:
   """Trains the config with sparsity_weight = weight; held-out sparsity, code L1 and PSNR."""
   config = config.copy_and_resolve_references()
   config.model.sparsity_weight = weight
-  train.validate(config)
+  validation.validate(config)
   mesh = parallel.make_mesh(config.train.num_devices)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = AutoencoderFamily(config, DataSpec.of(dataset, batches))

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from gen_jax import data, registry, train  # noqa: E402
+from gen_jax import data, registry, validation  # noqa: E402
 from gen_jax.cpu_speed import host_memory  # noqa: E402
 from gen_jax.evaluation import figures, reports  # noqa: E402
 from gen_jax.runtime import parallel  # noqa: E402
@@ -78,7 +78,7 @@ def parse_variant(spec: str, base) -> tuple[str, bool, bool, object]:
       node[last] = ast.literal_eval(value)
     except (ValueError, SyntaxError):
       node[last] = value
-  train.validate(config)
+  validation.validate(config)
   return name, tuned, xla_convolutions, config
 
 

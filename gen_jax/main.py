@@ -25,7 +25,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gen_jax import data, stylize, train
+from gen_jax import data, stylize, train, validation
 from gen_jax.cpu_speed import host_memory
 from gen_jax.runtime import checkpointing, config_checks, distributed, workdir_guard
 
@@ -139,7 +139,7 @@ def main(argv):
       distributed.initialize()   # before any JAX computation
     except config_checks.ConfigError as error:
       refuse(str(error))
-  validate = stylize.validate if style_transfer else train.validate
+  validate = stylize.validate if style_transfer else validation.validate
   try:
     validate(FLAGS.config)   # a bad value is one line, before the runtime logs anything
   except config_checks.ConfigError as error:
@@ -166,7 +166,7 @@ def main(argv):
       print(f'samples written to {written[0]}, their grid to {written[1]}')
       return
     else:
-      train.validate(config)
+      validation.validate(config)
       classifier = train.digit_classifier(config)
       print(f'digit classifier for {config.data.name} in {classifier.directory}: held-out '
             f'accuracy {classifier.holdout_accuracy:.4f}')

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import train
+from gen_jax import train, validation
 from gen_jax.runtime import checkpointing, config_checks, metric_writers
 from tests.conftest import load_config
 
@@ -46,7 +46,7 @@ def test_bad_best_fields_are_named():
   config = load_config('vae')
   config.train.best_mode = 'lowest'
   with pytest.raises(config_checks.ConfigError, match='train.best_mode'):
-    train.validate(config)
+    validation.validate(config)
 
 
 @pytest.mark.slow

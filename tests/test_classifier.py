@@ -6,7 +6,7 @@ import chex
 import numpy as np
 import pytest
 
-from gen_jax import data, train
+from gen_jax import data, train, validation
 from gen_jax.evaluation import reports, sample_metrics
 from gen_jax.families import classifier as classifier_family
 from gen_jax.runtime import checkpointing, config_checks, metric_writers, workdir_guard
@@ -83,7 +83,7 @@ def test_bad_classifier_fields_are_named():
   config = load_config('vae')
   config.eval.classifier_steps = 0
   with pytest.raises(config_checks.ConfigError, match='eval.classifier_steps'):
-    train.validate(config)
+    validation.validate(config)
 
 
 def test_real_features_are_cached_per_split_and_classifier(trained, monkeypatch):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import data, train
+from gen_jax import data, train, validation
 from gen_jax.families.cyclegan import CycleGANFamily
 from gen_jax.models.cyclegan import ResnetGenerator
 from gen_jax.objectives import cycle_consistency, image_pool
@@ -211,11 +211,11 @@ def test_bad_fields_are_named_before_any_data_is_read(field, value, message):
     node = node[part]
   node[name] = value
   with pytest.raises(config_checks.ConfigError, match=message):
-    train.validate(config)
+    validation.validate(config)
 
 
 def test_cyclegan_without_two_domains_is_refused():
   config = load_config('cyclegan')
   del config.data.unpaired
   with pytest.raises(config_checks.ConfigError, match='has no unpaired block'):
-    train.validate(config)
+    validation.validate(config)

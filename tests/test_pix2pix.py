@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gen_jax import data, train
+from gen_jax import data, train, validation
 from gen_jax.families.base import DataSpec
 from gen_jax.families.pix2pix import Pix2PixFamily
 from gen_jax.models.pix2pix import PatchDiscriminator, UNet, receptive_field, score_map_size
@@ -144,8 +144,8 @@ def test_a_resumed_run_reaches_the_same_parameters(trained, tmp_path, monkeypatc
   config, workdir, _ = trained
   original = train._save
 
-  def interrupting(run):
-    original(run)
+  def interrupting(run, window):
+    original(run, window)
     if run.step == 40:
       raise KeyboardInterrupt
 
@@ -205,11 +205,11 @@ def test_bad_fields_are_named_before_any_data_is_read(field, value, message):
     node = node[part]
   node[name] = value
   with pytest.raises(config_checks.ConfigError, match=message):
-    train.validate(config)
+    validation.validate(config)
 
 
 def test_pix2pix_without_pairs_is_refused():
   config = load_config('pix2pix')
   del config.data.pairs
   with pytest.raises(config_checks.ConfigError, match='has no pairs block'):
-    train.validate(config)
+    validation.validate(config)

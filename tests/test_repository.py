@@ -42,7 +42,7 @@ def test_launch_rejects_bad_options():
 
 
 # The package's layers, top to bottom: a module may import from its own layer and the ones below.
-LAYERS = (('main', 'train', 'registry', 'stylize'), ('families',), ('evaluation',), ('models',),
+LAYERS = (('main', 'train', 'validation', 'registry', 'stylize'), ('families',), ('evaluation',), ('models',),
           ('objectives',), ('data',), ('runtime',), ('cpu_speed',))
 MAX_ROOT_MODULES = 6
 MAX_MODULE_LINES = 400

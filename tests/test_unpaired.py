@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gen_jax import data, train
+from gen_jax import data, validation
 from gen_jax.data import unpaired
 from gen_jax.runtime import config_checks
 from tests.conftest import load_config
@@ -88,11 +88,11 @@ def test_bad_unpaired_fields_are_named_before_any_data_is_read(field, value, mes
   config = load_config('cyclegan')
   config.data.unpaired[field.rpartition('.')[2]] = value
   with pytest.raises(config_checks.ConfigError, match=message):
-    train.validate(config)
+    validation.validate(config)
 
 
 def test_pairs_and_unpaired_blocks_together_are_refused():
   config = load_config('cyclegan')
   config.data.pairs = load_config('pix2pix').data.pairs
   with pytest.raises(config_checks.ConfigError, match='both a pairs and an unpaired block'):
-    train.validate(config)
+    validation.validate(config)
