@@ -90,12 +90,20 @@ class Dispatcher:
     self._form = form
     self.steps_per_dispatch = steps_per_dispatch
     self._compiled: dict[int, Callable] = {}
+    # XLA's CPU backend runs the devices of a mesh on one small thread pool: with several calls
+    # in flight, the participants of one call's all-reduce can wait behind those of the next and
+    # never meet (a deadlock that aborts after 40 s). There each call is waited for; on CPU the
+    # host is the device, so nothing is lost.
+    self._wait_each_call = mesh.size > 1 and mesh.devices.flat[0].platform == 'cpu'
 
   def __call__(self, state: Any, batches: Any, num_steps: int) -> tuple[Any, Any]:
     if num_steps not in self._compiled:
       self._compiled[num_steps] = compile_several_steps(self._train_step, self._mesh, num_steps,
                                                         self._form)
-    return self._compiled[num_steps](state, batches)
+    state, sums = self._compiled[num_steps](state, batches)
+    if self._wait_each_call:
+      jax.block_until_ready(sums)
+    return state, sums
 
 
 def plan(start: int, end: int, steps_per_dispatch: int,
