@@ -96,7 +96,7 @@ def markdown(record: dict[str, Any]) -> str:
             f"{torch_info.get('device', '?')}" +
             (f" ({torch_info['gpu']}; TF32 matmul {torch_info['matmul_tf32']}, cuDNN TF32 "
              f"{torch_info['cudnn_tf32']})" if 'gpu' in torch_info else '') +
-            f" with {torch_info.get('threads', '?')} threads")
+            f" with {torch_info.get('threads', '?')} thread(s)")
   lines = [
       '# gen_jax against PyTorch: every model family, one run, one machine',
       '',
