@@ -5,9 +5,9 @@ A family is a gen_jax config (configs/<name>.py) and the PyTorch twin of its net
 and image size: the config with `train.batch_size` and `data.image_size` changed, trained on
 random images of that size (the speed of these models does not depend on the pixels' values).
 
-To add a family (CycleGAN, when it lands): write experiments/torch_models/cyclegan.py with a
-`Trainer` whose `step` does what CycleGANFamily.train_step does, set `torch_trainer` in its entry
-below, and list the batch keys its step reads (`input` for domain A, `image` for domain B).
+To add a family: write experiments/torch_models/<module>.py with a `Trainer` whose `step` does
+what the family's train_step does, add its entry below, and list the batch keys its step reads
+(`input` for a translation's source domain, `image` for its target).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Family:
     config.data.image_size = image_size
     config.data.channels = 1
     config.train.num_devices = 1
-    if self.name == 'pix2pix':   # a constant rate, as on the PyTorch side (no schedule there)
+    if self.name in ('pix2pix', 'cyclegan'):   # a constant rate, as on the PyTorch side
       for optim in (config.optim_g, config.optim_d):
         optim.linear_decay_fraction = 0.0
     from gen_jax import registry   # noqa: PLC0415 (the torch worker imports this module too)
@@ -86,9 +86,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            torch_trainer='autoencoder:Trainer'),
     Family('pix2pix', 'pix2pix', conv=True, size_multiple=32, keys=('input', 'image'),
            torch_trainer='pix2pix:Trainer', base_size=32),
-    # Being written (gen_jax/families/cyclegan.py); its PyTorch twin is still to come.
     Family('cyclegan', 'cyclegan', conv=True, size_multiple=4, keys=('input', 'image'),
-           torch_trainer=None, base_size=32, note='no PyTorch twin yet'),
+           torch_trainer='cyclegan:Trainer', base_size=32,
+           note='two generators and two critics; identity loss on; pools of 50'),
     Family('style_transfer', 'style_transfer', conv=True, size_multiple=16, keys=(),
            torch_trainer='style_transfer:Runner', base_size=64, kind='style',
            note='one step = one L-BFGS iteration on a 3-channel picture (batch 1)'),

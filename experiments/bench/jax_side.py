@@ -11,6 +11,7 @@ fetched once, after its clock stops.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from experiments.bench import families, style
 from gen_jax import registry
 from gen_jax.families.base import DataSpec
 from gen_jax.runtime import dispatch, parallel
+from gen_jax.runtime.players import Player
 
 QUEUED_CALLS = 2
 
@@ -92,10 +94,10 @@ class JaxSide:
                  'dispatch_form': dispatch.resolve_form(settings['dispatch_form'], self.mesh)}
 
   def _parameters(self) -> int:
-    state = self.state
-    if hasattr(state, 'generator'):
-      return _count(state.generator.params) + _count(state.critic.params)
-    return _count(state.params)
+    """Trainable parameters: the state's own, or those of each of its players."""
+    players = [getattr(self.state, field.name) for field in dataclasses.fields(self.state)
+               if isinstance(getattr(self.state, field.name), Player)]
+    return sum(_count(p.params) for p in players) if players else _count(self.state.params)
 
   def _call(self):
     self.state, self.metrics = self.dispatcher(self.state, self.groups[self.calls % len(self.groups)],

@@ -1,5 +1,5 @@
 """gen_jax's CycleGAN (ResNet generators, PatchGAN critics, least squares + cycle + identity L1,
-image pools) in eager PyTorch, for a side-by-side benchmark against gen_jax.families.cyclegan.
+image pools) in eager PyTorch, for experiments/benchmark.py.
 
 The networks are `gen_jax.models.cyclegan`'s, built from the same config fields (the parameter
 counts agree: `Trainer.parameter_count`), with InstanceNorm (affine, as Flax's) or none. One step
