@@ -41,9 +41,10 @@ from gen_jax.data import Split
 from gen_jax.data.pixel_ranges import PIXEL_RANGES
 from gen_jax.evaluation import figures
 from gen_jax.evaluation import translations
+from gen_jax.families import pix2pix
 from gen_jax.families.base import ModelFamily
 from gen_jax.models.cyclegan import CycleGenerators, DomainCritics, smallest_side
-from gen_jax.models.pix2pix import NORMALISATIONS, score_map_size
+from gen_jax.models.pix2pix import NORMALISATIONS
 from gen_jax.objectives import adversarial_game, adversarial_losses, cycle_consistency, image_pool
 from gen_jax.runtime import config_checks, metric_writers, optimizers, parallel
 from gen_jax.runtime.players import Player, apply_in_training
@@ -87,11 +88,7 @@ class CycleGANFamily(ModelFamily):
     downsamplings = config_checks.require_int(config, f'{g}.num_downsamplings', minimum=0, maximum=8)
     config_checks.require_int(config, f'{g}.num_blocks', minimum=0, maximum=64)
     config_checks.require_choice(config, f'{g}.normalisation', NORMALISATIONS)
-    config_checks.require_int(config, 'model.discriminator.features', minimum=1, maximum=4096)
-    layers = config_checks.require_int(config, 'model.discriminator.num_layers', minimum=0, maximum=8)
-    config_checks.require_choice(config, 'model.discriminator.normalisation', NORMALISATIONS)
-    optimizers.validate(config, 'optim_g')
-    optimizers.validate(config, 'optim_d')
+    pix2pix.validate_patch_critic(config)
     config_checks.require_choice(config, 'sample.direction', DIRECTIONS)
     config_checks.require_str(config, 'sample.input_dir')
     config_checks.require_int(config, 'sample.num_samples', minimum=1, maximum=100_000)
@@ -102,10 +99,6 @@ class CycleGANFamily(ModelFamily):
           f'config.data.image_size={size} {downsamplings} times: the size must be a multiple of '
           f'{2 ** downsamplings} and at least {2 ** (downsamplings + 1)} (2×2 maps for the '
           f'residual blocks\' reflection padding); use fewer downsamplings or another size')
-    if score_map_size(size, layers) < 1:
-      raise config_checks.ConfigError(
-          f'config.model.discriminator.num_layers={layers} halves a {size}×{size} image to nothing; '
-          f'use fewer layers')
 
   def __init__(self, config, spec):
     super().__init__(config, spec)

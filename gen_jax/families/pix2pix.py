@@ -50,6 +50,21 @@ class Pix2PixState(struct.PyTreeNode):
   critic: Player
 
 
+def validate_patch_critic(config) -> None:
+  """The PatchGAN critic's fields and the two players' optimisers, which the translation models
+  (Pix2Pix, CycleGAN) share."""
+  config_checks.require_int(config, 'model.discriminator.features', minimum=1, maximum=4096)
+  layers = config_checks.require_int(config, 'model.discriminator.num_layers', minimum=0, maximum=8)
+  config_checks.require_choice(config, 'model.discriminator.normalisation', NORMALISATIONS)
+  optimizers.validate(config, 'optim_g')
+  optimizers.validate(config, 'optim_d')
+  size = config.data.image_size
+  if score_map_size(size, layers) < 1:
+    raise config_checks.ConfigError(
+        f'config.model.discriminator.num_layers={layers} halves a {size}×{size} image to nothing; '
+        f'use fewer layers')
+
+
 class Pix2PixFamily(ModelFamily):
   """U-Net generator and PatchGAN discriminator on paired data; see the module docstring."""
 
@@ -66,11 +81,7 @@ class Pix2PixFamily(ModelFamily):
     depth = len(config_checks.require_positive_ints(config, 'model.generator.features'))
     config_checks.require_choice(config, 'model.generator.normalisation', NORMALISATIONS)
     config_checks.require_int(config, 'model.generator.dropout_levels', minimum=0, maximum=depth - 1)
-    config_checks.require_int(config, 'model.discriminator.features', minimum=1, maximum=4096)
-    layers = config_checks.require_int(config, 'model.discriminator.num_layers', minimum=0, maximum=8)
-    config_checks.require_choice(config, 'model.discriminator.normalisation', NORMALISATIONS)
-    optimizers.validate(config, 'optim_g')
-    optimizers.validate(config, 'optim_d')
+    validate_patch_critic(config)
     config_checks.require_bool(config, 'sample.dropout')
     config_checks.require_str(config, 'sample.input_dir')
     size = config.data.image_size
@@ -79,10 +90,6 @@ class Pix2PixFamily(ModelFamily):
           f'config.data.image_size={size} cannot pass a U-Net of depth {depth} '
           f'(config.model.generator.features={tuple(config.model.generator.features)}), which '
           f'halves it {depth} times: use a multiple of {2 ** depth}, or fewer levels')
-    if score_map_size(size, layers) < 1:
-      raise config_checks.ConfigError(
-          f'config.model.discriminator.num_layers={layers} halves a {size}×{size} image to nothing; '
-          f'use fewer layers')
 
   def __init__(self, config, spec):
     super().__init__(config, spec)
