@@ -214,8 +214,9 @@ def test_every_resumable_change_leaves_the_result_within_float_rounding(finished
              'eval.max_examples': 64, 'sample.num_samples': 8,
              # The same classifier, named by its absolute path.
              'eval.classifier_dir': str(classifier_family.workdir(config).absolute())}
-  # Every resumable field but the length itself and those of GANs and Pix2Pix (tested there).
-  others = {'train.num_steps', 'sample.label', 'sample.dropout', 'sample.input_dir'}
+  # Every resumable field but the length itself and those of GANs, Pix2Pix and CycleGAN.
+  others = {'train.num_steps', 'sample.label', 'sample.dropout', 'sample.input_dir',
+            'sample.direction'}
   assert set(changes) | others == set(workdir_guard.RESUMABLE_CHANGES)
   for field, value in changes.items():
     section, name = field.split('.')
