@@ -33,6 +33,16 @@ def run_steps(family, state, batches, mesh, steps):
   return jax.device_get(state), jax.device_get(metrics)
 
 
+def restore_params(config, workdir, step=None):
+  """The parameters of the workdir's checkpoint of `step` (the latest when None), on the host."""
+  from gen_jax import train
+  run = train.Run(config, workdir, training=False)
+  try:
+    return jax.device_get(run.checkpoints.restore(run.state, step).params)
+  finally:
+    run.close()
+
+
 def pmap_train_step(family):
   """`family.train_step` under `jax.pmap` over the local devices, with its axis name."""
   return jax.pmap(functools.partial(family.train_step, axis_name='batch'), axis_name='batch')

@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import chex
-import jax
 import pytest
 
 from gen_jax import train
 from gen_jax.runtime import distributed
-from tests.conftest import load_config
+from tests.conftest import load_config, restore_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 6
@@ -49,14 +48,6 @@ def _finish(processes, timeout_s=600):
   return outputs
 
 
-def _params(config, workdir, step=None):
-  run = train.Run(config, workdir, training=False)
-  try:
-    return jax.device_get(run.checkpoints.restore(run.state, step).params)
-  finally:
-    run.close()
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_with_four_devices_and_resume(tmp_path):
   classifier_dir = tmp_path / 'classifier'
@@ -66,15 +57,17 @@ def test_two_processes_match_one_with_four_devices_and_resume(tmp_path):
   train.train_and_evaluate(config, tmp_path / 'one')   # trains the classifier too
 
   _finish(_start_processes(tmp_path / 'two', classifier_dir, STEPS))
-  chex.assert_trees_all_close(_params(config, tmp_path / 'two'),
-                              _params(config, tmp_path / 'one', STEPS), atol=1e-5, rtol=1e-5)
+  chex.assert_trees_all_close(restore_params(config, tmp_path / 'two'),
+                              restore_params(config, tmp_path / 'one', STEPS),
+                              atol=1e-5, rtol=1e-5)
   # The writer alone wrote the evaluation: one folder, no second copy beside it.
   assert [p.name for p in (tmp_path / 'two' / 'eval').iterdir()] == [f'step_{STEPS}']
 
   # Resumed together from the checkpoint they wrote.
   output = _finish(_start_processes(tmp_path / 'two', classifier_dir, STEPS + 2))[0]
   assert f'step {STEPS + 2}' in output
-  chex.assert_trees_all_close(_params(config, tmp_path / 'two'), _params(config, tmp_path / 'one'),
+  chex.assert_trees_all_close(restore_params(config, tmp_path / 'two'),
+                              restore_params(config, tmp_path / 'one'),
                               atol=1e-5, rtol=1e-5)
 
 

@@ -14,15 +14,7 @@ from gen_jax import train
 from gen_jax.runtime import config_checks, metric_writers, parallel, workdir_guard
 from gen_jax.families import classifier as classifier_family
 from gen_jax.families.vae import VAEFamily
-from tests.conftest import load_config
-
-
-def _restore_params(config, workdir, step=None):
-  run = train.Run(config, workdir, training=False)
-  try:
-    return jax.device_get(run.checkpoints.restore(run.state, step).params)
-  finally:
-    run.close()
+from tests.conftest import load_config, restore_params
 
 
 @pytest.fixture(scope='module')
@@ -63,8 +55,8 @@ def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
   train.train_and_evaluate(interrupted, tmp_path)
   report = train.train_and_evaluate(config, tmp_path)   # resumes from step 6
   assert report['step'] == 12
-  chex.assert_trees_all_close(_restore_params(config, tmp_path),
-                              _restore_params(config, workdir), atol=1e-6, rtol=1e-6)
+  chex.assert_trees_all_close(restore_params(config, tmp_path),
+                              restore_params(config, workdir), atol=1e-6, rtol=1e-6)
   assert [r['step'] for r in metric_writers.read_metrics(tmp_path, 'train')] == [4, 6, 8, 12]
 
 
@@ -133,7 +125,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
   with pytest.raises(train.TrainingDiverged, match=message):
     train.train_and_evaluate(config, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
-  chex.assert_tree_all_finite(_restore_params(config, tmp_path))
+  chex.assert_tree_all_finite(restore_params(config, tmp_path))
 
 
 def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
@@ -151,7 +143,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
   with pytest.raises(train.TrainingDiverged, match='parameters became NaN or infinite by step 12; not saving'):
     train.train_and_evaluate(config, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir()) == [6]
-  chex.assert_tree_all_finite(_restore_params(config, tmp_path))
+  chex.assert_tree_all_finite(restore_params(config, tmp_path))
   assert not bool(parallel.all_finite({'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf])}))
 
 
@@ -222,5 +214,5 @@ def test_every_resumable_change_leaves_the_result_within_float_rounding(finished
     section, name = field.split('.')
     resumed[section][name] = value
   train.train_and_evaluate(resumed, tmp_path)
-  chex.assert_trees_all_close(_restore_params(resumed, tmp_path), _restore_params(config, intact),
+  chex.assert_trees_all_close(restore_params(resumed, tmp_path), restore_params(config, intact),
                               atol=1e-5, rtol=1e-5)

@@ -74,8 +74,7 @@ def compile_several_steps(train_step: Callable, mesh: Mesh, num_steps: int,
                           form: str = 'auto') -> Callable:
   """jit of `several_steps` over the mesh: state replicated and donated, batches stacked."""
   steps = several_steps(train_step, num_steps, resolve_form(form, mesh))
-  return jax.jit(lambda state, batches: steps(state, batches),
-                 in_shardings=(parallel.replicated(mesh), stacked_sharding(mesh)),
+  return jax.jit(steps, in_shardings=(parallel.replicated(mesh), stacked_sharding(mesh)),
                  out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                  donate_argnums=0,
                  compiler_options=compiler_options.for_devices(mesh.devices.flat))
