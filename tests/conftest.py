@@ -8,6 +8,8 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -15,7 +17,9 @@ import pytest  # noqa: E402
 
 # Many tests compile the same smoke-sized steps: a compilation cache shared by this process's
 # tests compiles each program once (the command line keeps one beside the workdirs the same way).
-jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_'))
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_')
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', _COMPILATION_CACHE)
 
 
 def load_config(name: str, argument: str | None = 'smoke'):

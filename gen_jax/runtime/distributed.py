@@ -8,8 +8,11 @@ saves and restores. `initialize` must run before any JAX computation.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pathlib
+import shutil
 import tempfile
 from typing import Any, Callable
 
@@ -99,4 +102,12 @@ def output_dir(directory: pathlib.Path) -> pathlib.Path:
   folder elsewhere (the other processes compute the same pictures; only one copy is kept)."""
   if is_writer():
     return pathlib.Path(directory)
-  return pathlib.Path(tempfile.mkdtemp(prefix=f'gen_jax_process{jax.process_index()}_'))
+  return _scratch_dir()
+
+
+@functools.cache
+def _scratch_dir() -> pathlib.Path:
+  """This non-writer process's scratch folder, removed when the process exits."""
+  scratch = tempfile.mkdtemp(prefix=f'gen_jax_process{jax.process_index()}_')
+  atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+  return pathlib.Path(scratch)
