@@ -38,6 +38,10 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
   config.data.train_split = 'train'  # tfds splits
   config.data.holdout_split = 'test'
   config.data.max_examples = 0       # 0 = all; else the first N training examples
+  # True: the training split is not read into memory but streamed from its files through Grain,
+  # for data larger than memory (folder and tensorflow-datasets sources). A batch still depends
+  # only on (seed, step), so a resumed run reads the same batches.
+  config.data.streaming = False
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64

@@ -57,7 +57,7 @@ class Run:
     if not training:
       workdir_guard.claim_workdir(self.workdir, config, create=False)
     self.dataset = data.load(**config.data)
-    self.batches = data.BatchSchedule(self.dataset.train, config.train.batch_size, config.seed)
+    self.batches = data.training_batches(self.dataset, config.train.batch_size, config.seed)
     self.family = family_cls(config, DataSpec.of(self.dataset, self.batches))
     validation.check_best_metric(config, self.family)
     # Only now, with the data read and the model built, does a new workdir get its config.json

@@ -41,6 +41,11 @@ def validate(config: ml_collections.ConfigDict) -> type[ModelFamily]:
     config_checks.require_int(config, 'sample.num_samples', minimum=1, maximum=100_000)
     classifier_family.validate_fields(config)
   family.validate(config)
+  if config.data.get('streaming') and family.READS_WHOLE_TRAINING_SPLIT:
+    raise config_checks.ConfigError(
+        f'config.data.streaming=True cannot train model {config.model.name!r}: '
+        f'{family.READS_WHOLE_TRAINING_SPLIT}, which needs the whole training split in memory; '
+        f'set data.streaming=False')
   return family
 
 

@@ -5,18 +5,24 @@ labels where the source has them. Sources: `digits` (scikit-learn, no download),
 original files in a directory), `folder` (PNG/JPEG files, class sub-folders optional) and any
 tensorflow-datasets image dataset by name (e.g. `mnist`). A `data.pairs` block makes the splits
 paired, for image-to-image translation (gen_jax.data.pairs); a `data.unpaired` block reads two
-domains, for unpaired translation (gen_jax.data.unpaired).
+domains, for unpaired translation (gen_jax.data.unpaired). With `data.streaming` the training split
+of a folder or a tensorflow-datasets dataset is not read into memory but streamed through Grain
+(gen_jax.data.streaming); `training_batches` gives the batches of either kind of split.
 """
 
 from __future__ import annotations
 
 from gen_jax.runtime import config_checks
-from gen_jax.data import pairs as paired, sources, tfds_source, unpaired as two_domains
-from gen_jax.data.dataset import BatchSchedule, DataError, Dataset, Split, fixed_batches, to_model_format
+from gen_jax.data import (pairs as paired, sources, streaming as streamed, tfds_source,
+                          unpaired as two_domains)
+from gen_jax.data.dataset import (BatchSchedule, DataError, Dataset, EpochBatches, Split,
+                                  fixed_batches, to_model_format)
 from gen_jax.data.sources import read_images
+from gen_jax.data.streaming import StreamedBatches, StreamedSplit
 
-__all__ = ['BatchSchedule', 'DataError', 'Dataset', 'Split', 'fixed_batches', 'load', 'read_images',
-           'to_model_format', 'validate']
+__all__ = ['BatchSchedule', 'DataError', 'Dataset', 'EpochBatches', 'Split', 'StreamedBatches',
+           'StreamedSplit', 'fixed_batches', 'load', 'read_images', 'to_model_format',
+           'training_batches', 'validate']
 
 _LOCAL_SOURCES = {
     'digits': sources.load_digits,
@@ -47,14 +53,36 @@ def validate(config) -> None:
     paired.validate(config)
   if 'unpaired' in config.data:
     two_domains.validate(config, _check_source)
+  # A config made before the field existed (or the digit classifier's recipe) reads into memory.
+  if 'streaming' in config.data and config_checks.require_bool(config, 'data.streaming'):
+    _check_streamable(config.data)
+
+
+def _check_streamable(data_config) -> None:
+  """Streaming reads the training split record by record from where it is stored: from a folder's
+  files or a tensorflow-datasets dataset's, as a single set of pictures."""
+  if data_config.name in _LOCAL_SOURCES and data_config.name != 'folder':
+    raise config_checks.ConfigError(
+        f'config.data.streaming=True cannot stream config.data.name={data_config.name!r}, which is '
+        f"read whole; stream 'folder' or a tensorflow-datasets dataset, or set "
+        f'data.streaming=False')
+  for block in ('pairs', 'unpaired'):
+    if block in data_config:
+      raise config_checks.ConfigError(
+          f'config.data.streaming=True cannot stream the config.data.{block} block (its examples '
+          f'are built in memory); remove the block or set data.streaming=False')
 
 
 def load(name: str, path: str, image_size: int, channels: int, holdout_fraction: float,
          train_split: str, holdout_split: str, max_examples: int, pairs=None,
-         unpaired=None) -> Dataset:
+         unpaired=None, streaming: bool = False) -> Dataset:
   """Loads the source `name` (a config's data block: `data.load(**config.data)`), paired as
   `pairs` says, or as two domains as `unpaired` says, when given; the training split is cut to
-  max_examples when set."""
+  max_examples when set. With `streaming` (a folder or a tensorflow-datasets dataset, as
+  `validate` checks) the training split is opened to be streamed, not read."""
+  if streaming:
+    return Dataset(name, *streamed.open_source(name, path, image_size, channels, holdout_fraction,
+                                               train_split, holdout_split, max_examples))
 
   def load_source(source: str, source_path: str) -> tuple[Split, Split]:
     if source in _LOCAL_SOURCES:
@@ -75,3 +103,11 @@ def load(name: str, path: str, image_size: int, channels: int, holdout_fraction:
     train, holdout = paired.make_pairs(train, holdout, pairs.task, pairs.direction, pairs.seed,
                                        pairs.mask_size, pairs.low_resolution_factor)
   return Dataset(name=name, train=train.take(max_examples), holdout=holdout)
+
+
+def training_batches(dataset: Dataset, batch_size: int, seed: int) -> EpochBatches:
+  """The batches of `dataset`'s training split, a pure function of (seed, step): streamed when the
+  split is, else gathered from memory."""
+  if isinstance(dataset.train, StreamedSplit):
+    return StreamedBatches(dataset.train, batch_size, seed)
+  return BatchSchedule(dataset.train, batch_size, seed)

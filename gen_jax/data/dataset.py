@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
+if TYPE_CHECKING:
+  from gen_jax.data.streaming import StreamedSplit
+
 
 class DataError(ValueError):
   """A data source cannot be read: a missing path, an empty folder, an unreadable file."""
+
+
+def num_classes(labels: np.ndarray) -> int:
+  """One more than the largest of `labels`; 0 when none is known (all -1, or none at all)."""
+  return int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +57,19 @@ class Split:
   def has_labels(self) -> bool:
     return bool(len(self)) and bool(np.all(self.labels >= 0))
 
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  @property
+  def input_shape(self) -> tuple[int, int, int] | None:
+    """The shape of a translation's input image; None for unpaired data."""
+    return None if self.inputs is None else tuple(self.inputs.shape[1:])
+
+  @property
+  def num_classes(self) -> int:
+    return num_classes(self.labels)
+
   def select(self, indices) -> 'Split':
     """The examples at `indices` (an index array or a slice), inputs with their targets."""
     pick = lambda array: None if array is None else array[indices]
@@ -68,23 +91,26 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+  """A source's training and held-out splits. The training split is a `Split` in memory, or a
+  `gen_jax.data.streaming.StreamedSplit` read as it is trained on (config.data.streaming); the
+  held-out split is always in memory."""
+
   name: str
-  train: Split
+  train: Split | StreamedSplit
   holdout: Split
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train.images.shape[1:])
+    return self.train.image_shape
 
   @property
   def input_shape(self) -> tuple[int, int, int] | None:
     """The shape of a translation's input image; None for unpaired data."""
-    return None if self.train.inputs is None else tuple(self.train.inputs.shape[1:])
+    return self.train.input_shape
 
   @property
   def num_classes(self) -> int:
-    labels = np.concatenate([self.train.labels, self.holdout.labels])
-    return int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    return max(self.train.num_classes, self.holdout.num_classes)
 
 
 def to_model_format(images: np.ndarray, labels: np.ndarray | None, image_size: int,
@@ -111,30 +137,54 @@ def to_model_format(images: np.ndarray, labels: np.ndarray | None, image_size: i
   return Split(images, np.asarray(labels, np.int32))
 
 
+def holdout_cut(count: int, fraction: float) -> int:
+  """How many of `count` examples train when the last `fraction` of them is held out."""
+  num_holdout = int(round(count * fraction))
+  if num_holdout < 1 or num_holdout >= count:
+    raise DataError(f'holdout_fraction={fraction} leaves no train or no held-out example '
+                    f'among {count}')
+  return count - num_holdout
+
+
 def split_holdout(split: Split, fraction: float) -> tuple[Split, Split]:
   """The first part trains, the last `fraction` is held out (MNIST test split: 8,000 / 2,000)."""
-  num_holdout = int(round(len(split) * fraction))
-  if num_holdout < 1 or num_holdout >= len(split):
-    raise DataError(f'holdout_fraction={fraction} leaves no train or no held-out example '
-                    f'among {len(split)}')
-  cut = len(split) - num_holdout
+  cut = holdout_cut(len(split), fraction)
   return split.select(slice(0, cut)), split.select(slice(cut, None))
 
 
-class BatchSchedule:
-  """The batch of any step, shuffled anew each epoch: a pure function of (seed, step).
+class EpochBatches(abc.ABC):
+  """The batches of a training split, shuffled anew each epoch: a pure function of (seed, step).
 
   Because a batch depends only on the step number, a run resumed from a checkpoint sees exactly
-  the batches an uninterrupted run would have seen.
+  the batches an uninterrupted run would have seen. Each epoch trains on the first
+  `steps_per_epoch` full batches of its order.
   """
 
-  def __init__(self, split: Split, batch_size: int, seed: int):
-    if batch_size > len(split):
-      raise DataError(f'batch_size={batch_size} is larger than the {len(split)} training examples')
-    self.split = split
+  def __init__(self, num_examples: int, batch_size: int, seed: int):
+    if batch_size > num_examples:
+      raise DataError(f'batch_size={batch_size} is larger than the {num_examples} training examples')
     self.batch_size = batch_size
     self.seed = seed
-    self.steps_per_epoch = len(split) // batch_size
+    self.steps_per_epoch = num_examples // batch_size
+
+  def epoch_of(self, step: int) -> int:
+    return step // self.steps_per_epoch
+
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    return self.part(step, 0, 1)
+
+  @abc.abstractmethod
+  def part(self, step: int, index: int, count: int) -> dict[str, np.ndarray]:
+    """Part `index` of `count` equal parts of the batch of `step`: what one process of a
+    multi-host run reads (the parts of all of them make up the same global batch)."""
+
+
+class BatchSchedule(EpochBatches):
+  """The batches of an in-memory split, gathered from it in an order drawn by NumPy."""
+
+  def __init__(self, split: Split, batch_size: int, seed: int):
+    super().__init__(len(split), batch_size, seed)
+    self.split = split
     self._epoch = -1
     self._order = np.arange(len(split))
 
@@ -144,15 +194,7 @@ class BatchSchedule:
       self._epoch = epoch
     return self._order
 
-  def epoch_of(self, step: int) -> int:
-    return step // self.steps_per_epoch
-
-  def __call__(self, step: int) -> dict[str, np.ndarray]:
-    return self.part(step, 0, 1)
-
   def part(self, step: int, index: int, count: int) -> dict[str, np.ndarray]:
-    """Part `index` of `count` equal parts of the batch of `step`: what one process of a
-    multi-host run reads (the parts of all of them make up the same global batch)."""
     epoch, position = divmod(step, self.steps_per_epoch)
     size = self.batch_size // count
     start = position * self.batch_size + index * size

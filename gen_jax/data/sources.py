@@ -6,6 +6,7 @@ import gzip
 import os
 import pathlib
 import struct
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -68,37 +69,52 @@ def load_idx(path: str, image_size: int, channels: int, holdout_fraction: float)
   return split_holdout(split, holdout_fraction)
 
 
-def read_images(path: str, image_size: int, channels: int) -> tuple[np.ndarray, list[pathlib.Path]]:
-  """Every image file under `path` (sorted by path) as uint8 (N, image_size, image_size, channels),
-  and the files."""
+def list_folder(path: str) -> tuple[list[pathlib.Path], list[int] | None]:
+  """Every image file under `path`, sorted by path, and their labels: the index of each file's
+  sub-folder among the sorted sub-folder names when every file lies in one, else None."""
   directory = _existing_dir(path, 'folder')
   files = sorted(p for p in directory.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
     raise DataError(f'no image files ({", ".join(IMAGE_SUFFIXES)}) under {directory}')
-  images = []
-  for file in files:
-    try:
-      with Image.open(file) as image:
-        image = image.convert('L' if channels == 1 else 'RGB')
-        image = image.resize((image_size, image_size), Image.BILINEAR)
-        images.append(np.asarray(image, np.uint8))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-      raise DataError(f'cannot read image file {file}: {e}') from e
-  return np.stack(images), files
+  folders = [p.parent.relative_to(directory).as_posix() for p in files]
+  classes = {name: index for index, name in enumerate(sorted(set(folders)))}
+  return files, None if '.' in classes else [classes[folder] for folder in folders]
+
+
+def read_image_file(file: pathlib.Path, image_size: int, channels: int) -> np.ndarray:
+  """One image file as uint8 (image_size, image_size, channels), resized by Pillow (bilinear)."""
+  try:
+    with Image.open(file) as image:
+      image = image.convert('L' if channels == 1 else 'RGB')
+      image = image.resize((image_size, image_size), Image.BILINEAR)
+      return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
+  except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+    raise DataError(f'cannot read image file {file}: {e}') from e
+
+
+def read_image_files(files: Sequence[pathlib.Path], image_size: int, channels: int) -> np.ndarray:
+  """The image `files` as uint8 (N, image_size, image_size, channels)."""
+  return np.stack([read_image_file(file, image_size, channels) for file in files])
+
+
+def read_images(path: str, image_size: int, channels: int) -> tuple[np.ndarray, list[pathlib.Path]]:
+  """Every image file under `path` (sorted by path) as uint8 (N, image_size, image_size, channels),
+  and the files."""
+  files, _ = list_folder(path)
+  return read_image_files(files, image_size, channels), files
+
+
+def folder_order(count: int) -> np.ndarray:
+  """The order a folder's `count` files are split in: files are sorted by folder, so they are
+  shuffled once (fixed seed) before the last part is held out."""
+  return np.random.default_rng(0).permutation(count)
 
 
 def load_folder(path: str, image_size: int, channels: int, holdout_fraction: float) -> tuple[Split, Split]:
   """Image files under `path`; sub-folder names become class labels when every file has one."""
-  images, files = read_images(path, image_size, channels)
-  directory = _existing_dir(path, 'folder')
-  classes = sorted({p.parent.relative_to(directory).as_posix() for p in files})
-  labelled = '.' not in classes
-  labels = ([classes.index(p.parent.relative_to(directory).as_posix()) for p in files]
-            if labelled else None)
-  split = to_model_format(images, labels, image_size, channels)
-  # Files are sorted by folder, so shuffle once (fixed seed) before holding the last part out.
-  order = np.random.default_rng(0).permutation(len(split))
-  return split_holdout(split.select(order), holdout_fraction)
+  files, labels = list_folder(path)
+  split = to_model_format(read_image_files(files, image_size, channels), labels, image_size, channels)
+  return split_holdout(split.select(folder_order(len(split))), holdout_fraction)
 
 
 def _existing_dir(path: str, source: str) -> pathlib.Path:

@@ -40,39 +40,46 @@ def _open(name: str, split: str, data_dir: str | None):
     return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
 
 
-def _read_split(source, name: str, split: str, limit: int, image_size: int, channels: int) -> Split:
-  count = len(source) if not limit else min(limit, len(source))
-  if count == 0:
+def open_split(name: str, path: str, split: str):
+  """The random-access source of split `split` of the prepared tensorflow-datasets dataset `name`
+  (its data_dir `path`, or the default), checked to hold images."""
+  source = _open(name, split, path or None)
+  if len(source) == 0:
     raise DataError(f'tensorflow-datasets split {name}/{split} is empty')
-  first = source[0]
-  if 'image' not in first:
+  features = source.dataset_info.features
+  if 'image' not in features:
     raise DataError(f'tensorflow-datasets dataset {name!r} has no "image" feature '
-                    f'(features: {sorted(first)}); gen_jax reads image datasets')
-  images, labels = [], []
-  for index in range(count):
-    example = source[index]
-    images.append(np.asarray(example['image']))
-    labels.append(int(example['label']) if 'label' in example else -1)
+                    f'(features: {sorted(features)}); gen_jax reads image datasets')
+  return source
+
+
+def decoded(example) -> tuple[np.ndarray, int]:
+  """One example's picture, uint8 (H, W[, C]), and its label (-1 when the dataset has none)."""
+  return np.asarray(example['image']), int(example['label']) if 'label' in example else -1
+
+
+def _read_split(source, limit: int, image_size: int, channels: int) -> Split:
+  count = len(source) if not limit else min(limit, len(source))
+  images, labels = zip(*(decoded(source[index]) for index in range(count)))
   if len({image.shape for image in images}) > 1:   # pictures of many sizes (cycle_gan's, say)
-    images = [_resized(image, image_size) for image in images]
+    images = [resized(image, image_size) for image in images]
   return to_model_format(np.stack(images), np.asarray(labels), image_size, channels)
 
 
-def _resized(image: np.ndarray, image_size: int) -> np.ndarray:
+def resized(image: np.ndarray, image_size: int) -> np.ndarray:
   """One uint8 (H, W[, C]) picture resized to image_size² (Pillow's bilinear filter)."""
   squeezed = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
-  resized = np.asarray(Image.fromarray(squeezed).resize((image_size, image_size), Image.BILINEAR))
-  return resized.reshape(image_size, image_size, -1)
+  resized_image = Image.fromarray(squeezed).resize((image_size, image_size), Image.BILINEAR)
+  return np.asarray(resized_image).reshape(image_size, image_size, -1)
 
 
 def read_splits(name: str, path: str, image_size: int, channels: int,
                 splits: Sequence[tuple[str, int]]) -> list[Split]:
   """The (split, limit) `splits` of the prepared tensorflow-datasets dataset `name` (its data_dir
   `path`, or the default), each read up to its limit of examples (0: all)."""
-  data_dir = path or None
-  sources = [_open(name, split, data_dir) for split, _ in splits]   # all found before any is read
-  return [_read_split(source, name, split, limit, image_size, channels)
-          for source, (split, limit) in zip(sources, splits)]
+  sources = [open_split(name, path, split) for split, _ in splits]   # all found before any is read
+  return [_read_split(source, limit, image_size, channels)
+          for source, (_, limit) in zip(sources, splits)]
 
 
 def load_tfds(name: str, path: str, image_size: int, channels: int, train_split: str,

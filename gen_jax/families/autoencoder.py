@@ -71,6 +71,8 @@ class AutoencoderState(train_state.TrainState):
 class AutoencoderFamily(ModelFamily):
   """Every autoencoder of the course material, chosen by config fields."""
 
+  READS_WHOLE_TRAINING_SPLIT = 'its evaluation fits a PCA to every training image'
+
   @classmethod
   def validate(cls, config) -> None:
     architecture = config_checks.require_choice(config, 'model.architecture', autoencoder.ARCHITECTURES)

@@ -34,7 +34,7 @@ class DataSpec:
 
   @classmethod
   def of(cls, dataset, batches) -> DataSpec:
-    """The spec of a `data.Dataset` trained on in the batches of a `data.BatchSchedule`."""
+    """The spec of a `data.Dataset` trained on in the batches of a `data.EpochBatches`."""
     paired = dataset.input_shape is not None
     return cls(dataset.image_shape, dataset.num_classes, batches.steps_per_epoch,
                len(dataset.train), dataset.input_shape,
@@ -56,6 +56,9 @@ class ModelFamily(abc.ABC):
   # `translation_grid` for their pictures) rather than drawing samples: --mode=sample then
   # translates held-out inputs or a folder of images.
   TRANSLATES = False
+  # Why the family reads the whole training split into memory (an evaluation that fits on every
+  # training image, say), which config.data.streaming forbids; empty when it does not.
+  READS_WHOLE_TRAINING_SPLIT = ''
 
   def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
     self.config = config

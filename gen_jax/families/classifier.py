@@ -61,6 +61,8 @@ def recipe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   steps = config.eval.classifier_steps
   data = ml_collections.ConfigDict({field: config.data[field] for field in DATA_FIELDS})
   data.max_examples = 0
+  if config.data.get('streaming'):   # data too large for memory is too large for its training too
+    data.streaming = True
   if 'unpaired' in config.data:
     data.unpaired = config.data.unpaired.copy_and_resolve_references()
   return ml_collections.ConfigDict({

@@ -40,6 +40,8 @@ class PCAState:
 class PCAFamily(ModelFamily):
   """Principal component analysis by eigendecomposition of the streamed covariance."""
 
+  READS_WHOLE_TRAINING_SPLIT = 'its evaluation probes features on the training images'
+
   @classmethod
   def validate(cls, config) -> None:
     dim = config.data.image_size ** 2 * config.data.channels
