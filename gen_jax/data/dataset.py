@@ -1,4 +1,4 @@
-"""In-memory image datasets: splits, resizing, and deterministic, resumable batching."""
+"""Image datasets: in-memory splits, resizing, and deterministic, resumable batching."""
 
 from __future__ import annotations
 
