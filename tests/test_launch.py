@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from experiments import sweep
+from tests.conftest import FAST_COMPILE_FLAG
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -160,7 +161,7 @@ def test_a_real_sweep_skips_its_finished_runs_and_resumes_the_others(tmp_path):
   root = tmp_path / 'pca'
   command = ['bash', 'launch.sh', 'configs/pca.py:smoke', '--seeds', '0,1', '--jobs', '2',
              '--root', str(root), '--', '--config.train.num_steps=8', '--config.eval.max_examples=64']
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}   # one CPU device a run
+  env = dict(os.environ, XLA_FLAGS=FAST_COMPILE_FLAG)   # one CPU device a run
   first = subprocess.run(command, capture_output=True, text=True, env=env)
   assert first.returncode == 0, first.stderr[-3000:]
   table = (root / 'results.md').read_text()

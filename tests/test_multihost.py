@@ -12,7 +12,7 @@ import pytest
 
 from gen_jax import train
 from gen_jax.runtime import distributed
-from tests.conftest import load_config, restore_params
+from tests.conftest import FAST_COMPILE_FLAG, load_config, restore_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 6
@@ -29,7 +29,7 @@ def _start_processes(workdir, classifier_dir, num_steps, count=2, timeout_s=60):
   processes = []
   for index in range(count):
     env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT),
-               XLA_FLAGS='--xla_force_host_platform_device_count=2',
+               XLA_FLAGS=f'--xla_force_host_platform_device_count=2 {FAST_COMPILE_FLAG}',
                **{distributed.COORDINATOR_ENV: f'localhost:{port}',
                   distributed.NUM_PROCESSES_ENV: '2', distributed.PROCESS_ID_ENV: str(index),
                   distributed.TIMEOUT_ENV: str(timeout_s)})
