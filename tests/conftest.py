@@ -19,11 +19,15 @@ import tempfile  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Many tests compile the same smoke-sized steps: a compilation cache shared by this process's
-# tests compiles each program once (the command line keeps one beside the workdirs the same way).
-_COMPILATION_CACHE = tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_')
-atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
-jax.config.update('jax_compilation_cache_dir', _COMPILATION_CACHE)
+# Many tests compile the same smoke-sized programs: one compilation cache for the whole session,
+# every program in it however quickly compiled, shared by pytest-xdist's workers (they inherit the
+# folder from the process that starts them, which removes it at the end), compiles each once.
+_CACHE_ENV = 'GEN_JAX_TEST_COMPILATION_CACHE'
+if _CACHE_ENV not in os.environ:
+  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_')
+  atexit.register(shutil.rmtree, os.environ[_CACHE_ENV], ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_ENV])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 
 
 def load_config(name: str, argument: str | None = 'smoke'):

@@ -106,7 +106,7 @@ def test_cycle_and_identity_losses_against_hand_computed_values():
 
 # Runs -----------------------------------------------------------------------------------------------
 
-STEPS, EPOCH = 48, 8      # smoke data: 256 rows in batches of 32
+STEPS, EPOCH = 24, 8      # smoke data: 256 rows in batches of 32
 
 
 def _run_config():
@@ -120,12 +120,13 @@ def _run_config():
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-  """A tiny real training on MNIST ↔ scikit-learn's digits at 16×16 (6 epochs of 8 steps)."""
+  """A tiny real training on MNIST ↔ scikit-learn's digits at 16×16 (3 epochs of 8 steps)."""
   config = _run_config()
   workdir = tmp_path_factory.mktemp('cyclegan')
   return config, workdir, train.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_a_short_training_lowers_the_cycle_error_and_reports_both_ways(trained):
   config, workdir, report = trained
   records = [r for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
@@ -155,6 +156,7 @@ def _state(config, directory):
     run.close()
 
 
+@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_a_resumed_run_reaches_the_same_parameters_and_pools(trained, tmp_path, monkeypatch):
   """Stopped by the end-of-epoch hook after the step-16 checkpoint, then resumed."""
   config, workdir, _ = trained
@@ -179,6 +181,7 @@ def test_a_resumed_run_reaches_the_same_parameters_and_pools(trained, tmp_path, 
                               atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_sample_mode_translates_the_held_out_images_of_either_domain(trained):
   config, workdir, _ = trained
   holdout = data.load(**config.data).holdout
