@@ -6,8 +6,8 @@ import os
 
 # Must precede the first `import jax` anywhere in the test session (and reach the processes tests
 # start). The tests' programs are small and run a few steps, so compiling them dominates: without
-# LLVM's optimisation passes XLA compiles them many times faster (one U-Net's initialiser: 9.4 s
-# against 0.7 s), which halves the suite's time; what the programs compute does not change.
+# LLVM's optimisation passes XLA compiles them several times faster (PERFORMANCE.md, "The test
+# suite"); what the programs compute does not change.
 FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            f' --xla_force_host_platform_device_count=4 {FAST_COMPILE_FLAG}').strip()
