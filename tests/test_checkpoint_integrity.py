@@ -73,7 +73,6 @@ DAMAGES = [_delete_chunk, _truncate_chunk, _flip_bytes, _empty_manifest, _delete
 
 
 @pytest.mark.parametrize('damage', DAMAGES, ids=[d.__name__.strip('_') for d in DAMAGES])
-@pytest.mark.xdist_group('integrity_run')   # shares the module's finished_run
 def test_every_kind_of_damage_is_found_and_the_older_checkpoint_used(finished_run, damage, tmp_path):
   config, intact = finished_run
   workdir = tmp_path / 'run'
@@ -91,7 +90,6 @@ def test_every_kind_of_damage_is_found_and_the_older_checkpoint_used(finished_ru
   assert (workdir / checkpointing.CHECKPOINT_DIR / '12').exists()
 
 
-@pytest.mark.xdist_group('integrity_run')   # shares the module's finished_run
 def test_training_sets_the_damaged_checkpoint_aside_and_resumes_to_the_same_parameters(finished_run, tmp_path):
   config, intact = finished_run
   workdir = tmp_path / 'run'

@@ -30,7 +30,6 @@ def trained(tmp_path_factory):
   return config, train.digit_classifier(config), holdout
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_the_training_loop_trains_it_far_above_chance_into_its_workdir(trained):
   config, classifier, holdout = trained
   report = json.loads((classifier.directory / reports.EVAL_JSON).read_text())
@@ -48,7 +47,6 @@ def test_the_training_loop_trains_it_far_above_chance_into_its_workdir(trained):
   np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_saved_classifier_loads_once_with_the_same_weights(trained, monkeypatch):
   config, classifier, holdout = trained
   assert train.digit_classifier(config) is classifier   # loaded once per process
@@ -59,7 +57,6 @@ def test_saved_classifier_loads_once_with_the_same_weights(trained, monkeypatch)
                               classifier.features(holdout.images[:50]), atol=1e-6)
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_missing_classifier_is_rebuilt_identically(trained, tmp_path):
   _, classifier, _ = trained
   rebuilt = train.digit_classifier(_config(tmp_path / 'rebuilt'))
@@ -67,7 +64,6 @@ def test_missing_classifier_is_rebuilt_identically(trained, tmp_path):
   assert rebuilt.fingerprint == classifier.fingerprint   # training is deterministic
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_classifier_of_another_recipe_is_refused(trained, monkeypatch):
   _, classifier, _ = trained
   monkeypatch.setattr(train, '_classifiers', {})
@@ -90,7 +86,6 @@ def test_bad_classifier_fields_are_named():
     validation.validate(config)
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_real_features_are_cached_per_split_and_classifier(trained, monkeypatch):
   _, classifier, holdout = trained
   first = sample_metrics.reference_for(classifier, holdout)
@@ -108,7 +103,6 @@ def test_real_features_are_cached_per_split_and_classifier(trained, monkeypatch)
   assert len(list((classifier.directory / sample_metrics.REFERENCE_DIR).iterdir())) == 2
 
 
-@pytest.mark.xdist_group('classifier_run')   # shares the module's trained run
 def test_real_halves_score_far_better_than_noise(trained):
   _, classifier, holdout = trained
   half = len(holdout) // 2

@@ -126,7 +126,6 @@ def trained(tmp_path_factory):
   return config, workdir, train.train_and_evaluate(config, workdir)
 
 
-@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_a_short_training_lowers_the_cycle_error_and_reports_both_ways(trained):
   config, workdir, report = trained
   records = [r for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())
@@ -156,7 +155,6 @@ def _state(config, directory):
     run.close()
 
 
-@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_a_resumed_run_reaches_the_same_parameters_and_pools(trained, tmp_path, monkeypatch):
   """Stopped by the end-of-epoch hook after the step-16 checkpoint, then resumed."""
   config, workdir, _ = trained
@@ -181,7 +179,6 @@ def test_a_resumed_run_reaches_the_same_parameters_and_pools(trained, tmp_path, 
                               atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.xdist_group('cyclegan_run')   # shares the module's trained run
 def test_sample_mode_translates_the_held_out_images_of_either_domain(trained):
   config, workdir, _ = trained
   holdout = data.load(**config.data).holdout

@@ -229,7 +229,6 @@ def classifier_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group('gan_classifier')   # shares the module's classifier_dir
 def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path, classifier_dir):
   config = load_config('cgan')
   config.eval.classifier_dir = classifier_dir
@@ -257,7 +256,6 @@ def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path, cla
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group('gan_classifier')   # shares the module's classifier_dir
 def test_an_epoch_hook_cut_off_after_its_checkpoint_runs_on_resume(tmp_path, classifier_dir, monkeypatch):
   """Killed after the checkpoint that ends epoch 0 but before its hook: the resumed run writes the
   epoch's grid and class balance, once."""

@@ -124,7 +124,6 @@ def trained(tmp_path_factory):
   return config, workdir, report
 
 
-@pytest.mark.xdist_group('pix2pix_run')   # shares the module's trained run
 def test_a_short_training_translates_edges_better(trained, tmp_path):
   config, workdir, report = trained
   untrained = config.copy_and_resolve_references()
@@ -139,7 +138,6 @@ def test_a_short_training_translates_edges_better(trained, tmp_path):
   assert json.loads((workdir / 'eval.json').read_text())['metrics']['holdout_l1'] == final['holdout_l1']
 
 
-@pytest.mark.xdist_group('pix2pix_run')   # shares the module's trained run
 def test_a_resumed_run_reaches_the_same_parameters(trained, tmp_path, monkeypatch):
   """Interrupted after its step-40 checkpoint (the schedule's length unchanged), then resumed
   with another way of sampling."""
@@ -170,7 +168,6 @@ def test_a_resumed_run_reaches_the_same_parameters(trained, tmp_path, monkeypatc
   chex.assert_trees_all_close(params(tmp_path), params(workdir), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.xdist_group('pix2pix_run')   # shares the module's trained run
 def test_sample_mode_translates_held_out_inputs_or_a_folder(trained, tmp_path):
   config, workdir, _ = trained
   npz, png = train.sample(config, workdir, 'held_out.npz')

@@ -26,7 +26,6 @@ def finished_run(tmp_path_factory):
   return config, workdir, report
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
   config, workdir, report = finished_run
   assert report['step'] == config.train.num_steps
@@ -49,7 +48,6 @@ def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
   assert set(metrics) >= {'neg_elbo', 'reconstruction', 'kl', 'iwae_nll'}
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
   config, workdir, _ = finished_run
   interrupted = config.copy_and_resolve_references()
@@ -62,7 +60,6 @@ def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
   assert [r['step'] for r in metric_writers.read_metrics(tmp_path, 'train')] == [4, 6, 8, 12]
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
   config, workdir, _ = finished_run
   other = config.copy_and_resolve_references()
@@ -74,7 +71,6 @@ def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_sample_mode_writes_npz_and_grid_and_never_overwrites(finished_run):
   config, workdir, _ = finished_run
   path, grid = train.sample(config, workdir, 'samples_test.npz')
@@ -94,7 +90,6 @@ def test_sample_mode_writes_npz_and_grid_and_never_overwrites(finished_run):
     ('grid.png', config_checks.ConfigError, r'--output=grid.png must name an .npz file'),
     ('no_such_folder/s.npz', FileNotFoundError, r'no_such_folder, does not exist'),
 ])
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_sample_outputs_are_checked_before_any_compute(finished_run, output, error, message, monkeypatch):
   config, workdir, _ = finished_run
   (workdir / 'mine.png').write_bytes(b'a picture of the user')
@@ -152,7 +147,6 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
   assert not bool(parallel.all_finite({'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf])}))
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_records_past_the_restored_step_are_dropped_on_resume(finished_run, tmp_path):
   """A run stopped after logging step 12 but with only checkpoint 6 intact logs steps 8 and 12
   again when it resumes: metrics.jsonl must hold each of them once."""
@@ -166,7 +160,6 @@ def test_records_past_the_restored_step_are_dropped_on_resume(finished_run, tmp_
   assert [s for s, split in records if split == 'train'] == [4, 8, 12]
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_a_second_trainer_is_refused_naming_the_process(finished_run, tmp_path):
   config, intact, _ = finished_run
   workdir = tmp_path / 'run'
@@ -186,7 +179,6 @@ def test_a_second_trainer_is_refused_naming_the_process(finished_run, tmp_path):
   assert train.train_and_evaluate(config, workdir)['step'] == 12
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_read_only_modes_create_nothing(finished_run, tmp_path):
   config, _, _ = finished_run
   workdir = tmp_path / 'run'
@@ -198,7 +190,6 @@ def test_read_only_modes_create_nothing(finished_run, tmp_path):
   assert sorted(p.name for p in workdir.iterdir()) == ['config.json']
 
 
-@pytest.mark.xdist_group('train_loop_run')   # shares the module's finished_run
 def test_every_resumable_change_leaves_the_result_within_float_rounding(finished_run, tmp_path):
   """A run resumed with every field of RESUMABLE_CHANGES changed at once (half the devices too)
   ends where the uninterrupted run ended: those fields set length and reporting, not the result;
