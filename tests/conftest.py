@@ -35,6 +35,21 @@ def load_config(name: str, argument: str | None = 'smoke'):
   return importlib.import_module(f'configs.{name}').get_config(argument)
 
 
+def trained_once(tmp_path_factory, worker_id, name, config):
+  """A training of `config` run once for the whole session, however many pytest-xdist workers
+  need it: the first trains it into a folder they share, the others wait and read it.
+  Returns (workdir, its final evaluation report)."""
+  import json
+  from gen_jax import train
+  from gen_jax.runtime import workdir_guard
+  root = tmp_path_factory.getbasetemp()
+  workdir = (root if worker_id == 'master' else root.parent) / name
+  with workdir_guard.exclusive(workdir):
+    if not (workdir / train.EVAL_JSON).exists():
+      train.train_and_evaluate(config, workdir)
+  return workdir, json.loads((workdir / train.EVAL_JSON).read_text())
+
+
 def run_steps(family, state, batches, mesh, steps):
   """`steps` compiled train steps of `family` over `mesh`, from a copy of `state`."""
   from gen_jax.runtime import parallel

@@ -15,7 +15,7 @@ from gen_jax.families.cyclegan import CycleGANFamily
 from gen_jax.models.cyclegan import ResnetGenerator
 from gen_jax.objectives import cycle_consistency, image_pool
 from gen_jax.runtime import config_checks
-from tests.conftest import load_config
+from tests.conftest import load_config, trained_once
 
 
 # The generator --------------------------------------------------------------------------------------
@@ -119,11 +119,10 @@ def _run_config():
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, worker_id):
   """A tiny real training on MNIST ↔ scikit-learn's digits at 16×16 (3 epochs of 8 steps)."""
   config = _run_config()
-  workdir = tmp_path_factory.mktemp('cyclegan')
-  return config, workdir, train.train_and_evaluate(config, workdir)
+  return (config, *trained_once(tmp_path_factory, worker_id, 'cyclegan_trained', config))
 
 
 def test_a_short_training_lowers_the_cycle_error_and_reports_both_ways(trained):

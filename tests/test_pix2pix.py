@@ -16,7 +16,8 @@ from gen_jax.families.base import DataSpec
 from gen_jax.families.pix2pix import Pix2PixFamily
 from gen_jax.models.pix2pix import PatchDiscriminator, UNet, receptive_field, score_map_size
 from gen_jax.runtime import config_checks, parallel
-from tests.conftest import load_config, pmap_train_step, run_steps, split_across_devices, stack_replicas
+from tests.conftest import (load_config, pmap_train_step, run_steps, split_across_devices,
+                            stack_replicas, trained_once)
 
 
 def _setup(config=None):
@@ -109,7 +110,7 @@ def test_step_runs_under_pmap_with_jitter_and_mirror():
 # Runs ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, worker_id):
   """A tiny real training on the edges task of MNIST-sized digits (scikit-learn's, 16×16)."""
   config = load_config('pix2pix')
   config.train.num_steps = 80
@@ -119,9 +120,7 @@ def trained(tmp_path_factory):
   config.train.eval_every = 0
   config.data.max_examples = 0
   config.optim_g.learning_rate = config.optim_d.learning_rate = 1e-3
-  workdir = tmp_path_factory.mktemp('pix2pix')
-  report = train.train_and_evaluate(config, workdir)
-  return config, workdir, report
+  return (config, *trained_once(tmp_path_factory, worker_id, 'pix2pix_trained', config))
 
 
 def test_a_short_training_translates_edges_better(trained, tmp_path):
