@@ -2,6 +2,7 @@
 
 import functools
 import importlib
+import json
 import os
 
 # Must precede the first `import jax` anywhere in the test session (and reach the processes tests
@@ -39,7 +40,6 @@ def trained_once(tmp_path_factory, worker_id, name, config):
   """A training of `config` run once for the whole session, however many pytest-xdist workers
   need it: the first trains it into a folder they share, the others wait and read it.
   Returns (workdir, its final evaluation report)."""
-  import json
   from gen_jax import train
   from gen_jax.runtime import workdir_guard
   root = tmp_path_factory.getbasetemp()
