@@ -63,6 +63,11 @@ flags.DEFINE_bool('quick', False, 'A whole sweep in a few minutes: 1 s budgets i
 flags.DEFINE_float('deadline_s', 0.0, 'Skip the cases not started after this many seconds; 0: none.')
 flags.DEFINE_bool('headline_first', True, "Time every family's headline case before the sweeps "
                   '(fresh processes for each pass; a run cut short keeps the first table).')
+flags.DEFINE_string('compilation_cache_dir', '', "JAX's persistent compilation cache for gen_jax's "
+                    'side (\'\': none). Filled beforehand by --compile_only runs, one per family at once, it '
+                    'lets a lent accelerator spend its minutes timing rather than compiling.')
+flags.DEFINE_bool('compile_only', False, "Only build and compile gen_jax's side of each case into "
+                  '--compilation_cache_dir: no PyTorch, no timing, no report.')
 flags.DEFINE_string('note', '', 'A sentence for the report (e.g. the machine was loaded).')
 flags.DEFINE_integer('seed', 0, 'Seed of the weights and the random batches.')
 
@@ -133,6 +138,27 @@ def run_family(family: families.Family, cases: list[dict], settings: dict, recor
       worker.close()
 
 
+def compile_family(family: families.Family, cases: list[dict], settings: dict,
+                   deadline: float) -> None:
+  """Compiles gen_jax's side of each case (and the FLOP count's single step) into the cache."""
+  worker = harness.Worker('jax', family.name, settings)
+  try:
+    for case in cases:
+      if deadline and time.monotonic() > deadline:
+        print(f"{family.name} batch {case['batch_size']} image {case['image_size']}: not compiled "
+              '(--deadline_s passed)', flush=True)
+        continue
+      started = time.monotonic()
+      worker.ask('build', case['batch_size'], case['image_size'])
+      worker.ask('warm_up')
+      if case['largest_batch']:
+        worker.ask('flops')
+      print(f"{family.name:>14s} batch {case['batch_size']:4d} image {case['image_size']:3d}: "
+            f'compiled in {time.monotonic() - started:.1f} s', flush=True)
+  finally:
+    worker.close()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -142,13 +168,15 @@ def main(argv):
   unknown = set(FLAGS.families) - set(families.FAMILIES)
   if unknown:
     raise app.UsageError(f'unknown families {sorted(unknown)}; choose from {list(families.FAMILIES)}')
+  if FLAGS.compile_only and not FLAGS.compilation_cache_dir:
+    raise app.UsageError('--compile_only fills --compilation_cache_dir: name one')
   out = pathlib.Path(FLAGS.output_dir)
-  if (out / 'report.md').exists() or (out / 'report.json').exists():
+  if not FLAGS.compile_only and (out / 'report.md').exists() or (out / 'report.json').exists():
     raise app.UsageError(f'{out} already holds a report; choose a new --output_dir')
-  out.mkdir(parents=True, exist_ok=True)
   settings = {name: FLAGS[name].value for name in (
       'budget_s', 'slice_s', 'steps_per_dispatch', 'dispatch_form', 'batch_groups',
-      'style_iterations', 'cores', 'matmul_precision', 'torch_device', 'peak_flops', 'peak_flops_name', 'note', 'seed')}
+      'style_iterations', 'cores', 'matmul_precision', 'torch_device', 'peak_flops', 'peak_flops_name',
+      'compilation_cache_dir', 'note', 'seed')}
   settings.update(batch_sizes=[int(b) for b in FLAGS.batch_sizes],
                   image_sizes=[int(s) for s in FLAGS.image_sizes], quick=FLAGS.quick)
   record = {
@@ -166,6 +194,13 @@ def main(argv):
     (out / 'report.md').write_text(report.markdown(record))
 
   deadline = time.monotonic() + FLAGS.deadline_s if FLAGS.deadline_s else 0.0
+  if FLAGS.compile_only:
+    for name in FLAGS.families:
+      family = families.FAMILIES[name]
+      compile_family(family, plan(family, settings['batch_sizes'], settings['image_sizes']),
+                     settings, deadline)
+    return
+  out.mkdir(parents=True, exist_ok=True)
   plans = {}
   for name in FLAGS.families:
     family = families.FAMILIES[name]

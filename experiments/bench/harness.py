@@ -44,6 +44,9 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   import jax   # noqa: PLC0415
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')
+  elif settings.get('compilation_cache_dir'):
+    jax.config.update('jax_compilation_cache_dir', settings['compilation_cache_dir'])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   from experiments.bench import families   # noqa: PLC0415
   if side == 'torch':   # each process imports its own side only
     from experiments.bench import torch_side as side_module   # noqa: PLC0415

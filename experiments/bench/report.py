@@ -116,7 +116,10 @@ def markdown(record: dict[str, Any]) -> str:
       f"ahead on the device). Warm-up (JAX's compilation: the first call) untimed; then the two "
       f"take turns of {s['slice_s']:g} s until each has trained {s['budget_s']:g} s. Speed: the "
       "median over a side's slices of its steps per second; the ratio is gen_jax's over "
-      "PyTorch's (above 1: gen_jax faster). No losses are read back within a slice on either side.",
+      "PyTorch's (above 1: gen_jax faster). No losses are read back within a slice on either side."
+      + (" gen_jax's programs were compiled beforehand into a persistent compilation cache "
+         '(--compile_only): its first call is the cache\'s load, not a compilation.'
+         if s.get('compilation_cache_dir') else ''),
       '',
       f"**Memory:** {record['memory_measure']}",
       '',
