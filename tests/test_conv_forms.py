@@ -31,19 +31,37 @@ def _geometry(x_shape, w_shape, strides=(1, 1), padding='SAME', dimensions=DIMEN
 def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, strides, forward,
                                                  transposed_for_input_gradient):
   w_shape = (3, 3, features_in, features_out)
-  geometry = _geometry((2, 8, 8, features_in), w_shape, strides)
-
-  def form_name(form):   # each form is a closure named after the function that builds it
-    return form and form.__qualname__.split('_form')[0]
-  assert form_name(conv_forms.forward_form(geometry, w_shape)) == forward
-  assert form_name(conv_forms.input_gradient_form(geometry, w_shape)) == (
+  x_shape = (2, 16, 16, features_in)   # 512 positions: more than the shifted form takes
+  geometry = _geometry(x_shape, w_shape, strides)
+  assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == forward
+  assert form_name(conv_forms.input_gradient_form(geometry, x_shape, w_shape)) == (
       transposed_for_input_gradient)
+
+
+def form_name(form):   # each form is a closure named after the function that builds it
+  return form and form.__qualname__.split('_form')[0]
+
+
+@pytest.mark.parametrize('x_shape,strides,form', [
+    ((1, 2, 4, 512), (1, 1), 'shifted'),    # a style transfer's conv5_1 on a 43×64 picture
+    ((1, 16, 16, 512), (1, 1), 'shifted'),  # 256 positions: the most the form takes
+    ((1, 16, 17, 512), (1, 1), None),       # 272
+    ((4, 4, 4, 512), (2, 2), None),         # strided
+])
+def test_a_stride_one_map_over_few_positions_is_shifted_both_ways(x_shape, strides, form):
+  w_shape = (3, 3, 512, 512)
+  geometry = _geometry(x_shape, w_shape, strides)
+  assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == form
+  if strides == (2, 2):   # the wide strided layer's input gradient is the phases form's transpose
+    form = 'phases'
+  assert form_name(conv_forms.input_gradient_form(geometry, x_shape, w_shape)) == form
 
 
 def test_a_kernel_that_is_a_multiple_of_its_stride_keeps_xlas_input_gradient():
   w_shape = (4, 4, 64, 128)   # the DCGAN critic's second layer
-  geometry = _geometry((2, 14, 14, 64), w_shape, (2, 2), ((1, 1), (1, 1)))
-  assert conv_forms.input_gradient_form(geometry, w_shape) is None
+  x_shape = (2, 14, 14, 64)
+  geometry = _geometry(x_shape, w_shape, (2, 2), ((1, 1), (1, 1)))
+  assert conv_forms.input_gradient_form(geometry, x_shape, w_shape) is None
 
 
 @pytest.mark.parametrize('change', [
@@ -53,11 +71,11 @@ def test_layouts_other_than_plain_nhwc_are_left_to_lax(change):
 
 
 def test_no_form_off_the_cpu(monkeypatch):
-  w_shape = (3, 3, 1, 32)
-  geometry = _geometry((2, 8, 8, 1), w_shape)
+  w_shape, x_shape = (3, 3, 1, 32), (2, 8, 8, 1)
+  geometry = _geometry(x_shape, w_shape)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert conv_forms.forward_form(geometry, w_shape) is None
-  assert conv_forms.input_gradient_form(geometry, w_shape) is None
+  assert conv_forms.forward_form(geometry, x_shape, w_shape) is None
+  assert conv_forms.input_gradient_form(geometry, x_shape, w_shape) is None
   assert conv_forms.kernel_gradient_chunks(_geometry((64, 28, 28, 32), (3, 3, 32, 32)),
                                            (64, 28, 28, 32)) == 1
 
@@ -73,6 +91,8 @@ def test_no_form_off_the_cpu(monkeypatch):
     ((2, 14, 14, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 1))),
     ((2, 11, 10, 6), (3, 2, 6, 8), (3, 1), ((2, 0), (1, 1))),
     ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # kernel smaller than stride
+    ((1, 2, 4, 16), (3, 3, 16, 24), (1, 1), 'SAME'),                  # shifted: a 2×4 map
+    ((2, 3, 5, 6), (3, 2, 6, 8), (1, 1), ((1, 0), (2, 1))),           # shifted, uneven borders
 ])
 def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)

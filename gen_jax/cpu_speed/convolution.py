@@ -16,7 +16,8 @@ any order stays among convolutions XLA runs well.
 
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
 one input feature or few output features (a model's first and last layers), a strided layer's
-input gradient, and a wide layer's kernel gradient on large images (summed over batch chunks) are
+input gradient, a stride-1 layer over few positions (a picture's deepest layers) and a wide layer's
+kernel gradient on large images (summed over batch chunks) are
 computed in exact forms that XLA runs faster (`gen_jax.cpu_speed.conv_forms`). Elsewhere the maps are
 lax's own, and first derivatives are bit-identical to `lax.conv_general_dilated`'s.
 """
@@ -57,12 +58,12 @@ class _Layout:
 
   def apply(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     """The convolution, in a faster exact form where one applies (gen_jax.cpu_speed.conv_forms)."""
-    form = conv_forms.forward_form(self.geometry, self.rhs_shape)
+    form = conv_forms.forward_form(self.geometry, self.lhs_shape, self.rhs_shape)
     return form(lhs, rhs) if form else self.apply_lax(lhs, rhs)
 
   def transposable(self, rhs: jax.Array):
     """lhs ↦ the convolution, in the form whose transpose computes the input gradient fastest."""
-    form = conv_forms.input_gradient_form(self.geometry, self.rhs_shape)
+    form = conv_forms.input_gradient_form(self.geometry, self.lhs_shape, self.rhs_shape)
     return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
 
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
