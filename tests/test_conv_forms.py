@@ -31,7 +31,7 @@ def _geometry(x_shape, w_shape, strides=(1, 1), padding='SAME', dimensions=DIMEN
 def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, strides, forward,
                                                  transposed_for_input_gradient):
   w_shape = (3, 3, features_in, features_out)
-  x_shape = (2, 16, 16, features_in)   # 512 positions: more than the shifted form takes
+  x_shape = (2, 32, 32, features_in)   # 512 or more positions: more than the shifted form takes
   geometry = _geometry(x_shape, w_shape, strides)
   assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == forward
   assert form_name(conv_forms.input_gradient_form(geometry, x_shape, w_shape)) == (
@@ -46,20 +46,22 @@ def form_name(form):   # each form is a closure named after the function that bu
     ((1, 2, 4, 512), (1, 1), 'shifted'),    # a style transfer's conv5_1 on a 43×64 picture
     ((1, 16, 16, 512), (1, 1), 'shifted'),  # 256 positions: the most the form takes
     ((1, 16, 17, 512), (1, 1), None),       # 272
-    ((4, 4, 4, 512), (2, 2), None),         # strided
+    ((4, 16, 16, 512), (2, 2), 'shifted'),  # strided to 4 × 8 × 8 positions
+    ((4, 18, 16, 512), (2, 2), None),       # 4 × 9 × 8
 ])
-def test_a_stride_one_map_over_few_positions_is_shifted_both_ways(x_shape, strides, form):
+def test_a_map_over_few_positions_is_shifted_with_both_its_gradients(x_shape, strides, form):
   w_shape = (3, 3, 512, 512)
   geometry = _geometry(x_shape, w_shape, strides)
   assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == form
-  if strides == (2, 2):   # the wide strided layer's input gradient is the phases form's transpose
+  assert form_name(conv_forms.kernel_gradient_form(geometry, x_shape)) == form
+  if strides == (2, 2) and form is None:   # a wide strided layer's: the phases form's transpose
     form = 'phases'
   assert form_name(conv_forms.input_gradient_form(geometry, x_shape, w_shape)) == form
 
 
 def test_a_kernel_that_is_a_multiple_of_its_stride_keeps_xlas_input_gradient():
   w_shape = (4, 4, 64, 128)   # the DCGAN critic's second layer
-  x_shape = (2, 14, 14, 64)
+  x_shape = (64, 14, 14, 64)   # at its batch: 3,136 positions
   geometry = _geometry(x_shape, w_shape, (2, 2), ((1, 1), (1, 1)))
   assert conv_forms.input_gradient_form(geometry, x_shape, w_shape) is None
 
@@ -76,6 +78,7 @@ def test_no_form_off_the_cpu(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert conv_forms.forward_form(geometry, x_shape, w_shape) is None
   assert conv_forms.input_gradient_form(geometry, x_shape, w_shape) is None
+  assert conv_forms.kernel_gradient_form(geometry, x_shape) is None   # few positions, but a GPU
   assert conv_forms.kernel_gradient_chunks(_geometry((64, 28, 28, 32), (3, 3, 32, 32)),
                                            (64, 28, 28, 32)) == 1
 
@@ -93,6 +96,7 @@ def test_no_form_off_the_cpu(monkeypatch):
     ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # kernel smaller than stride
     ((1, 2, 4, 16), (3, 3, 16, 24), (1, 1), 'SAME'),                  # shifted: a 2×4 map
     ((2, 3, 5, 6), (3, 2, 6, 8), (1, 1), ((1, 0), (2, 1))),           # shifted, uneven borders
+    ((2, 4, 5, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 2))),           # shifted and strided
 ])
 def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)

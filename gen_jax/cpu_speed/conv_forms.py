@@ -14,11 +14,11 @@ same maps as elementwise loops, matrix products and stride-1 convolutions:
 - phases: a stride-s convolution as the sum of s×s stride-1 convolutions, one per input phase
   with that phase's taps. Used for its transpose: stride-1 input gradients whose results
   interleave (the sub-pixel form of `gen_jax.cpu_speed.conv_transpose`).
-- shifted: a stride-1 convolution over few output positions (a picture's deepest layers, a few
-  pixels of 256–512 features) as the sum over the k×k taps of the input's shifted window times the
-  tap's (in, out) matrix. XLA's own convolution takes a slow path there (a 2×4 map of 512 → 512
-  features: 66 ms forward against 5 ms as nine products, PERFORMANCE.md); its transpose, the input
-  gradient, has the same structure.
+- shifted: a convolution over few output positions (a picture's deepest layers, a U-Net's
+  innermost levels) as the sum over the k×k taps of the input's (strided) window times the tap's
+  (in, out) matrix. XLA's own convolution takes a slow path there (a 2×4 map of 512 → 512
+  features: 66 ms forward against 5 ms as nine products, PERFORMANCE.md); its transposes, the
+  input gradient and the kernel gradient, are matrix products too.
 
 A wide layer's kernel gradient stays XLA's convolution, but on images of 28×28 or more it is summed
 over chunks of 8 images, which XLA's CPU backend computes faster than the whole batch at once.
@@ -47,8 +47,8 @@ from jax import lax
 
 # Maps to at most this many features are computed in taps form (or as the patches form's transpose).
 MAX_TAPS_OUTPUT_FEATURES = 4
-# Stride-1 maps with at most this many output positions (batch × height × width) are computed in
-# shifted form; with more, XLA's own convolution measured as fast or faster.
+# Maps with at most this many output positions (batch × height × width) are computed in shifted
+# form, and so are both their gradients; with more, XLA's own convolution measured as fast or faster.
 MAX_SHIFTED_POSITIONS = 256
 # The kernel gradient of a layer on images this large is summed over chunks of this many images.
 KERNEL_GRADIENT_CHUNK = 8
@@ -158,8 +158,7 @@ def shifted_form(geometry_: Geometry) -> Form:
 
 
 def _few_positions(geometry_: Geometry, batch: int) -> bool:
-  return (geometry_.strides == (1, 1)
-          and batch * geometry_.out_size[0] * geometry_.out_size[1] <= MAX_SHIFTED_POSITIONS)
+  return batch * geometry_.out_size[0] * geometry_.out_size[1] <= MAX_SHIFTED_POSITIONS
 
 
 _switch = threading.local()
@@ -204,8 +203,8 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
   transpose, and a layer with one output feature (a map from one feature) as the taps form's.
   Other strided layers whose kernel is not a multiple of the stride get theirs as stride-1
   convolutions, the phases form's transpose; where it is (the DCGAN critic's 4×4 stride 2), XLA's
-  own measured as fast. A stride-1 map over few positions gets its input gradient as the shifted
-  form's transpose.
+  own measured as fast. A map over few positions gets its input gradient as the shifted form's
+  transpose.
   """
   if geometry_ is None or not _rewriting():
     return None
@@ -219,6 +218,14 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
   if any(k % s for k, s in zip(rhs_shape[:2], geometry_.strides)):
     return phases_form(geometry_)
   return None
+
+
+def kernel_gradient_form(geometry_: Geometry | None, lhs_shape) -> Form | None:
+  """The form whose transpose (vjp) with respect to the kernel computes the kernel gradient, or
+  None for XLA's own (in chunks, `kernel_gradient_chunks`): the shifted form over few positions."""
+  if geometry_ is None or not _rewriting() or not _few_positions(geometry_, lhs_shape[0]):
+    return None
+  return shifted_form(geometry_)
 
 
 def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape) -> int:

@@ -16,8 +16,8 @@ any order stays among convolutions XLA runs well.
 
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
 one input feature or few output features (a model's first and last layers), a strided layer's
-input gradient, a stride-1 layer over few positions (a picture's deepest layers) and a wide layer's
-kernel gradient on large images (summed over batch chunks) are
+input gradient, every map of a layer over few positions (a picture's deepest layers, a U-Net's
+innermost levels) and a wide layer's kernel gradient on large images (summed over batch chunks) are
 computed in exact forms that XLA runs faster (`gen_jax.cpu_speed.conv_forms`). Elsewhere the maps are
 lax's own, and first derivatives are bit-identical to `lax.conv_general_dilated`'s.
 """
@@ -66,6 +66,12 @@ class _Layout:
     form = conv_forms.input_gradient_form(self.geometry, self.lhs_shape, self.rhs_shape)
     return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
 
+  def kernel_transposable(self, lhs: jax.Array):
+    """rhs ↦ the convolution, in the form whose transpose computes the kernel gradient fastest,
+    or None for XLA's own in batch chunks."""
+    form = conv_forms.kernel_gradient_form(self.geometry, self.lhs_shape)
+    return (lambda rhs: form(lhs, rhs)) if form else None
+
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(
         lhs, rhs, self.window_strides, self.padding, self.lhs_dilation, self.rhs_dilation,
@@ -91,6 +97,10 @@ def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> ja
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its kernel, for an output cotangent."""
+  transposable = layout.kernel_transposable(lhs)
+  if transposable:
+    _, pull_back = jax.vjp(transposable, layout.zeros(layout.rhs_shape))
+    return pull_back(cotangent)[0]
   chunks = conv_forms.kernel_gradient_chunks(layout.geometry, layout.lhs_shape)
   gradient = 0
   for part, cotangent_part in zip(jax.numpy.split(lhs, chunks), jax.numpy.split(cotangent, chunks)):
