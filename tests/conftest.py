@@ -4,6 +4,7 @@ import functools
 import importlib
 import json
 import os
+import pathlib
 
 # Must precede the first `import jax` anywhere in the test session (and reach the processes tests
 # start). The tests' programs are small and run a few steps, so compiling them dominates: without
@@ -23,10 +24,15 @@ import pytest  # noqa: E402
 # Many tests compile the same smoke-sized programs: one compilation cache for the whole session,
 # every program in it however quickly compiled, shared by pytest-xdist's workers (they inherit the
 # folder from the process that starts them, which removes it at the end), compiles each once.
+# The processes tests start inherit both settings too (JAX reads them from the environment);
+# `python -m gen_jax.main` keeps its cache beside its workdir, every small program in it as well,
+# so a resumed run there reads what the first one compiled.
 _CACHE_ENV = 'GEN_JAX_TEST_COMPILATION_CACHE'
 if _CACHE_ENV not in os.environ:
   os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_')
   atexit.register(shutil.rmtree, os.environ[_CACHE_ENV], ignore_errors=True)
+os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ[_CACHE_ENV]
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_ENV])
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 
@@ -36,14 +42,19 @@ def load_config(name: str, argument: str | None = 'smoke'):
   return importlib.import_module(f'configs.{name}').get_config(argument)
 
 
+def session_folder(tmp_path_factory, worker_id, name) -> pathlib.Path:
+  """A folder of the test session that every pytest-xdist worker sees under the same path."""
+  root = tmp_path_factory.getbasetemp()
+  return (root if worker_id == 'master' else root.parent) / name
+
+
 def trained_once(tmp_path_factory, worker_id, name, config):
   """A training of `config` run once for the whole session, however many pytest-xdist workers
   need it: the first trains it into a folder they share, the others wait and read it.
   Returns (workdir, its final evaluation report)."""
   from gen_jax import train
   from gen_jax.runtime import workdir_guard
-  root = tmp_path_factory.getbasetemp()
-  workdir = (root if worker_id == 'master' else root.parent) / name
+  workdir = session_folder(tmp_path_factory, worker_id, name)
   with workdir_guard.exclusive(workdir):
     if not (workdir / train.EVAL_JSON).exists():
       train.train_and_evaluate(config, workdir)
@@ -93,12 +104,23 @@ def smoke_config():
 
 
 @pytest.fixture(scope='session', autouse=True)
-def isolated_classifier_root(tmp_path_factory):
-  """Digit classifiers trained by tests go to a temporary folder, not the checkout's runs/."""
+def isolated_classifier_root(tmp_path_factory, worker_id):
+  """Digit classifiers trained by tests go to a temporary folder, not the checkout's runs/; one
+  folder for every worker, so each classifier is trained once (train.digit_classifier locks it)."""
   from gen_jax.families import classifier
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(classifier, 'DEFAULT_ROOT', tmp_path_factory.mktemp('classifiers'))
+    patch.setattr(classifier, 'DEFAULT_ROOT', session_folder(tmp_path_factory, worker_id, 'classifiers'))
     yield
+
+
+@pytest.fixture(scope='session')
+def vae_smoke_run(tmp_path_factory, worker_id):
+  """The smoke-sized VAE, trained once a session (12 steps on four devices, checkpoints at 6 and
+  12) and evaluated at both checkpoints: (config, workdir, final report). The training loop's,
+  the best checkpoint's and the multi-host tests read it; a test that writes copies it first."""
+  config = load_config('vae')
+  config.train.eval_every = config.train.checkpoint_every
+  return (config, *trained_once(tmp_path_factory, worker_id, 'vae_smoke', config))
 
 
 def pytest_report_header(config):

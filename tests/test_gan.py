@@ -223,15 +223,9 @@ def test_conditional_sampling_of_a_missing_class_is_refused():
 
 # A whole run --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def classifier_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('digit_classifier'))
-
-
 @pytest.mark.slow
-def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path, classifier_dir):
+def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path):
   config = load_config('cgan')
-  config.eval.classifier_dir = classifier_dir
   report = train.train_and_evaluate(config, tmp_path)
   steps_per_epoch = config.data.max_examples // config.train.batch_size
   assert sorted(p.name for p in (tmp_path / SAMPLES_DIR).iterdir()) == ['epoch_0000.png', 'epochs.gif']
@@ -256,11 +250,10 @@ def test_conditional_run_writes_grids_gif_curves_and_class_balance(tmp_path, cla
 
 
 @pytest.mark.slow
-def test_an_epoch_hook_cut_off_after_its_checkpoint_runs_on_resume(tmp_path, classifier_dir, monkeypatch):
+def test_an_epoch_hook_cut_off_after_its_checkpoint_runs_on_resume(tmp_path, monkeypatch):
   """Killed after the checkpoint that ends epoch 0 but before its hook: the resumed run writes the
   epoch's grid and class balance, once."""
   config = load_config('dcgan')
-  config.eval.classifier_dir = classifier_dir
   steps_per_epoch = config.data.max_examples // config.train.batch_size
   config.train.num_steps = config.train.checkpoint_every = steps_per_epoch
   original = GANFamily.on_epoch_end

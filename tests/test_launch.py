@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from experiments import sweep
-from tests.conftest import FAST_COMPILE_FLAG
+from gen_jax import train
+from tests.conftest import FAST_COMPILE_FLAG, load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -159,8 +160,11 @@ def test_a_real_sweep_skips_its_finished_runs_and_resumes_the_others(tmp_path):
   """Two tiny PCA runs, two at a time, with the results table; then the sweep again, after one
   run lost its final evaluation (as if killed between its last checkpoint and the evaluation)."""
   root = tmp_path / 'pca'
+  # The session's digit classifier (trained once, outside the checkout's runs/) measures samples.
+  classifier = train.digit_classifier(load_config('pca')).directory
   command = ['bash', 'launch.sh', 'configs/pca.py:smoke', '--seeds', '0,1', '--jobs', '2',
-             '--root', str(root), '--', '--config.train.num_steps=8', '--config.eval.max_examples=64']
+             '--root', str(root), '--', '--config.train.num_steps=8', '--config.eval.max_examples=64',
+             f'--config.eval.classifier_dir={classifier}']
   env = dict(os.environ, XLA_FLAGS=FAST_COMPILE_FLAG)   # one CPU device a run
   first = subprocess.run(command, capture_output=True, text=True, env=env)
   assert first.returncode == 0, first.stderr[-3000:]

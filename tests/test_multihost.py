@@ -12,10 +12,9 @@ import pytest
 
 from gen_jax import train
 from gen_jax.runtime import distributed
-from tests.conftest import FAST_COMPILE_FLAG, load_config, restore_params
+from tests.conftest import FAST_COMPILE_FLAG, restore_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 6
 
 
 def _free_port() -> int:
@@ -49,31 +48,26 @@ def _finish(processes, timeout_s=600):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_with_four_devices_and_resume(tmp_path):
-  classifier_dir = tmp_path / 'classifier'
-  config = load_config('vae')
-  config.train.num_steps = STEPS + 2     # its checkpoints: STEPS (checkpoint_every) and STEPS + 2
-  config.eval.classifier_dir = str(classifier_dir)
-  train.train_and_evaluate(config, tmp_path / 'one')   # trains the classifier too
-
-  _finish(_start_processes(tmp_path / 'two', classifier_dir, STEPS))
+def test_two_processes_match_one_with_four_devices_and_resume(vae_smoke_run, tmp_path):
+  config, one, _ = vae_smoke_run     # one process, four devices: checkpoints midway and at the end
+  midway, end = config.train.checkpoint_every, config.train.num_steps
+  classifier_dir = train.digit_classifier(config).directory   # the one the shared run trained
+  _finish(_start_processes(tmp_path / 'two', classifier_dir, midway))
   chex.assert_trees_all_close(restore_params(config, tmp_path / 'two'),
-                              restore_params(config, tmp_path / 'one', STEPS),
-                              atol=1e-5, rtol=1e-5)
+                              restore_params(config, one, midway), atol=1e-5, rtol=1e-5)
   # The writer alone wrote the evaluation: one folder, no second copy beside it.
-  assert [p.name for p in (tmp_path / 'two' / 'eval').iterdir()] == [f'step_{STEPS}']
+  assert [p.name for p in (tmp_path / 'two' / 'eval').iterdir()] == [f'step_{midway}']
 
   # Resumed together from the checkpoint they wrote.
-  output = _finish(_start_processes(tmp_path / 'two', classifier_dir, STEPS + 2))[0]
-  assert f'step {STEPS + 2}' in output
-  chex.assert_trees_all_close(restore_params(config, tmp_path / 'two'),
-                              restore_params(config, tmp_path / 'one'),
+  output = _finish(_start_processes(tmp_path / 'two', classifier_dir, end))[0]
+  assert f'step {end}' in output
+  chex.assert_trees_all_close(restore_params(config, tmp_path / 'two'), restore_params(config, one),
                               atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_a_process_that_never_joins_makes_the_other_fail_with_a_clear_message(tmp_path):
-  processes = _start_processes(tmp_path / 'run', tmp_path / 'classifier', STEPS, count=1,
+  processes = _start_processes(tmp_path / 'run', tmp_path / 'classifier', 6, count=1,
                                timeout_s=5)
   output = processes[0].communicate(timeout=120)[0]
   assert processes[0].returncode != 0

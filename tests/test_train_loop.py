@@ -17,17 +17,15 @@ from gen_jax.families.vae import VAEFamily
 from tests.conftest import load_config, restore_params
 
 
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  """One uninterrupted smoke run of the VAE, shared by the tests that read its outputs."""
-  workdir = tmp_path_factory.mktemp('uninterrupted')
-  config = load_config('vae')
-  report = train.train_and_evaluate(config, workdir)
-  return config, workdir, report
+def _copy_of(run, tmp_path):
+  """A copy of the shared run's workdir, for a test that writes into it."""
+  _, workdir, _ = run
+  shutil.copytree(workdir, tmp_path / 'run')
+  return tmp_path / 'run'
 
 
-def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
-  config, workdir, report = finished_run
+def test_run_writes_metrics_checkpoints_and_pictures(vae_smoke_run):
+  config, workdir, report = vae_smoke_run
   assert report['step'] == config.train.num_steps
   records = metric_writers.read_metrics(workdir, 'train')
   assert [r['step'] for r in records] == [4, 8, 12]
@@ -48,8 +46,8 @@ def test_run_writes_metrics_checkpoints_and_pictures(finished_run):
   assert set(metrics) >= {'neg_elbo', 'reconstruction', 'kl', 'iwae_nll'}
 
 
-def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
-  config, workdir, _ = finished_run
+def test_resumed_run_reaches_the_same_parameters(vae_smoke_run, tmp_path):
+  config, workdir, _ = vae_smoke_run
   interrupted = config.copy_and_resolve_references()
   interrupted.train.num_steps = 6
   train.train_and_evaluate(interrupted, tmp_path)
@@ -60,8 +58,9 @@ def test_resumed_run_reaches_the_same_parameters(finished_run, tmp_path):
   assert [r['step'] for r in metric_writers.read_metrics(tmp_path, 'train')] == [4, 6, 8, 12]
 
 
-def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
-  config, workdir, _ = finished_run
+def test_workdir_of_another_config_is_refused_and_left_untouched(vae_smoke_run, tmp_path):
+  config, _, _ = vae_smoke_run
+  workdir = _copy_of(vae_smoke_run, tmp_path)
   other = config.copy_and_resolve_references()
   other.model.latent_dim = 3
   saved_config = (workdir / 'config.json').read_text()
@@ -71,8 +70,9 @@ def test_workdir_of_another_config_is_refused_and_left_untouched(finished_run):
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
 
 
-def test_sample_mode_writes_npz_and_grid_and_never_overwrites(finished_run):
-  config, workdir, _ = finished_run
+def test_sample_mode_writes_npz_and_grid_and_never_overwrites(vae_smoke_run, tmp_path):
+  config, _, _ = vae_smoke_run
+  workdir = _copy_of(vae_smoke_run, tmp_path)
   path, grid = train.sample(config, workdir, 'samples_test.npz')
   assert grid == workdir / 'samples_test.png' and grid.is_file()
   samples = np.load(path)['samples']
@@ -90,8 +90,10 @@ def test_sample_mode_writes_npz_and_grid_and_never_overwrites(finished_run):
     ('grid.png', config_checks.ConfigError, r'--output=grid.png must name an .npz file'),
     ('no_such_folder/s.npz', FileNotFoundError, r'no_such_folder, does not exist'),
 ])
-def test_sample_outputs_are_checked_before_any_compute(finished_run, output, error, message, monkeypatch):
-  config, workdir, _ = finished_run
+def test_sample_outputs_are_checked_before_any_compute(vae_smoke_run, output, error, message,
+                                                       monkeypatch, tmp_path):
+  config, _, _ = vae_smoke_run
+  workdir = _copy_of(vae_smoke_run, tmp_path)
   (workdir / 'mine.png').write_bytes(b'a picture of the user')
   monkeypatch.setattr(train, 'Run', None)   # nothing may be built, let alone computed
   with pytest.raises(error, match=message):
@@ -147,12 +149,11 @@ def test_non_finite_parameters_are_never_saved(tmp_path, monkeypatch):
   assert not bool(parallel.all_finite({'a': jnp.ones(3), 'b': jnp.array([1.0, jnp.inf])}))
 
 
-def test_records_past_the_restored_step_are_dropped_on_resume(finished_run, tmp_path):
+def test_records_past_the_restored_step_are_dropped_on_resume(vae_smoke_run, tmp_path):
   """A run stopped after logging step 12 but with only checkpoint 6 intact logs steps 8 and 12
   again when it resumes: metrics.jsonl must hold each of them once."""
-  config, intact, _ = finished_run
-  workdir = tmp_path / 'run'
-  shutil.copytree(intact, workdir)
+  config, _, _ = vae_smoke_run
+  workdir = _copy_of(vae_smoke_run, tmp_path)
   shutil.rmtree(workdir / 'checkpoints' / '12')
   train.train_and_evaluate(config, workdir)
   records = [(r['step'], r['split']) for r in metric_writers.read_metrics(workdir)]
@@ -160,10 +161,9 @@ def test_records_past_the_restored_step_are_dropped_on_resume(finished_run, tmp_
   assert [s for s, split in records if split == 'train'] == [4, 8, 12]
 
 
-def test_a_second_trainer_is_refused_naming_the_process(finished_run, tmp_path):
-  config, intact, _ = finished_run
-  workdir = tmp_path / 'run'
-  shutil.copytree(intact, workdir)
+def test_a_second_trainer_is_refused_naming_the_process(vae_smoke_run, tmp_path):
+  config, _, _ = vae_smoke_run
+  workdir = _copy_of(vae_smoke_run, tmp_path)
   lock = workdir / workdir_guard.TRAINER_LOCK
   files = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*') if p.is_file() and p != lock}
   before = files()
@@ -179,8 +179,8 @@ def test_a_second_trainer_is_refused_naming_the_process(finished_run, tmp_path):
   assert train.train_and_evaluate(config, workdir)['step'] == 12
 
 
-def test_read_only_modes_create_nothing(finished_run, tmp_path):
-  config, _, _ = finished_run
+def test_read_only_modes_create_nothing(vae_smoke_run, tmp_path):
+  config, _, _ = vae_smoke_run
   workdir = tmp_path / 'run'
   workdir.mkdir()
   (workdir / 'config.json').write_text(config.to_json(indent=2))
@@ -190,11 +190,11 @@ def test_read_only_modes_create_nothing(finished_run, tmp_path):
   assert sorted(p.name for p in workdir.iterdir()) == ['config.json']
 
 
-def test_every_resumable_change_leaves_the_result_within_float_rounding(finished_run, tmp_path):
+def test_every_resumable_change_leaves_the_result_within_float_rounding(vae_smoke_run, tmp_path):
   """A run resumed with every field of RESUMABLE_CHANGES changed at once (half the devices too)
   ends where the uninterrupted run ended: those fields set length and reporting, not the result;
   the device count changes only the order of the reductions."""
-  config, intact, _ = finished_run
+  config, intact, _ = vae_smoke_run
   first = config.copy_and_resolve_references()
   first.train.num_steps = 6
   train.train_and_evaluate(first, tmp_path)
