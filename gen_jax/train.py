@@ -280,7 +280,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, output: str,
            checkpoint: str = 'latest') -> tuple[pathlib.Path, pathlib.Path]:
   """Writes config.sample.num_samples samples of the latest (or best) checkpoint to an .npz
-  (array `samples`) and the first 64 as a PNG grid beside it; returns both paths.
+  (array `samples`) and the first 64 as a PNG grid beside it; returns both paths. In a multi-process
+  run every process draws the same samples and the writer alone writes them.
 
   Both files are checked before anything is computed: neither may exist, and their folder must.
   """
@@ -300,17 +301,19 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, outpu
       inputs = _translation_inputs(run)
       run.require_checkpoint(checkpoint)
       samples = run.family.translate(run.local_state(), inputs, run.sample_rng)
-      np.savez_compressed(path, samples=np.asarray(samples, np.float32), inputs=inputs)
-      run.family.translation_grid(inputs[:16], samples[:16], None, outputs[1])
-      logging.info('Wrote %d translations to %s and %s', len(samples), *outputs)
+      if distributed.is_writer():   # every process computed the same translations
+        np.savez_compressed(path, samples=np.asarray(samples, np.float32), inputs=inputs)
+        run.family.translation_grid(inputs[:16], samples[:16], None, outputs[1])
+        logging.info('Wrote %d translations to %s and %s', len(samples), *outputs)
       return outputs
     if not run.family.GENERATIVE:
       raise config_checks.ConfigError(f'model {config.model.name!r} draws no samples')
     run.require_checkpoint(checkpoint)
     samples = run.family.sample(run.local_state(), run.sample_rng, config.sample.num_samples)
-    np.savez_compressed(path, samples=np.asarray(samples, np.float32))
-    figures.save_image_grid(samples[:64], outputs[1], columns=8)
-    logging.info('Wrote %d samples to %s and %s', len(samples), *outputs)
+    if distributed.is_writer():   # every process drew the same samples
+      np.savez_compressed(path, samples=np.asarray(samples, np.float32))
+      figures.save_image_grid(samples[:64], outputs[1], columns=8)
+      logging.info('Wrote %d samples to %s and %s', len(samples), *outputs)
     return outputs
   finally:
     run.close()

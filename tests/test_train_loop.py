@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gen_jax import train
-from gen_jax.runtime import config_checks, metric_writers, parallel, workdir_guard
+from gen_jax.runtime import config_checks, distributed, metric_writers, parallel, workdir_guard
 from gen_jax.families import classifier as classifier_family
 from gen_jax.families.vae import VAEFamily
 from tests.conftest import load_config, restore_params
@@ -70,7 +70,8 @@ def test_workdir_of_another_config_is_refused_and_left_untouched(vae_smoke_run, 
   assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [6, 12]
 
 
-def test_sample_mode_writes_npz_and_grid_and_never_overwrites(vae_smoke_run, tmp_path):
+def test_sample_mode_writes_npz_and_grid_and_never_overwrites(vae_smoke_run, tmp_path,
+                                                               monkeypatch):
   config, _, _ = vae_smoke_run
   workdir = _copy_of(vae_smoke_run, tmp_path)
   path, grid = train.sample(config, workdir, 'samples_test.npz')
@@ -82,6 +83,9 @@ def test_sample_mode_writes_npz_and_grid_and_never_overwrites(vae_smoke_run, tmp
   with pytest.raises(FileExistsError, match='samples_test.npz'):
     train.sample(config, workdir, 'samples_test.npz')
   assert path.read_bytes() == before
+  # A process of a multi-process run other than the writer draws the same samples, writes nothing.
+  monkeypatch.setattr(distributed, 'is_writer', lambda: False)
+  assert not any(output.exists() for output in train.sample(config, workdir, 'other.npz'))
 
 
 @pytest.mark.parametrize('output,error,message', [
