@@ -42,18 +42,20 @@ def form_name(form):   # each form is a closure named after the function that bu
   return form and form.__qualname__.split('_form')[0]
 
 
-@pytest.mark.parametrize('x_shape,strides,form', [
-    ((1, 2, 4, 512), (1, 1), 'shifted'),    # a style transfer's conv5_1 on a 43×64 picture
-    ((1, 16, 16, 512), (1, 1), 'shifted'),  # 256 positions: the most the form takes
-    ((1, 16, 17, 512), (1, 1), None),       # 272
-    ((4, 16, 16, 512), (2, 2), 'shifted'),  # strided to 4 × 8 × 8 positions
-    ((4, 18, 16, 512), (2, 2), None),       # 4 × 9 × 8
+@pytest.mark.parametrize('x_shape,w_shape,strides,form', [
+    ((1, 2, 4, 512), (3, 3, 512, 512), (1, 1), 'shifted'),  # style transfer's conv5_1, 43×64 picture
+    ((1, 16, 16, 512), (3, 3, 512, 512), (1, 1), 'shifted'),  # 256 positions: the most it takes
+    ((1, 16, 17, 512), (3, 3, 512, 512), (1, 1), None),       # 272
+    ((4, 16, 16, 512), (3, 3, 512, 512), (2, 2), 'shifted'),  # strided to 4 × 8 × 8 positions
+    ((4, 18, 16, 512), (3, 3, 512, 512), (2, 2), None),       # 4 × 9 × 8
+    ((1, 2, 4, 64), (3, 3, 64, 64), (1, 1), 'shifted'),       # 64 features: the fewest it takes
+    ((1, 2, 4, 32), (3, 3, 32, 64), (1, 1), None),            # a smoke-sized model's layer
 ])
-def test_a_map_over_few_positions_is_shifted_with_both_its_gradients(x_shape, strides, form):
-  w_shape = (3, 3, 512, 512)
+def test_a_wide_map_over_few_positions_is_shifted_with_both_its_gradients(x_shape, w_shape, strides,
+                                                                         form):
   geometry = _geometry(x_shape, w_shape, strides)
   assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == form
-  assert form_name(conv_forms.kernel_gradient_form(geometry, x_shape)) == form
+  assert form_name(conv_forms.kernel_gradient_form(geometry, x_shape, w_shape)) == form
   if strides == (2, 2) and form is None:   # a wide strided layer's: the phases form's transpose
     form = 'phases'
   assert form_name(conv_forms.input_gradient_form(geometry, x_shape, w_shape)) == form
@@ -78,7 +80,8 @@ def test_no_form_off_the_cpu(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert conv_forms.forward_form(geometry, x_shape, w_shape) is None
   assert conv_forms.input_gradient_form(geometry, x_shape, w_shape) is None
-  assert conv_forms.kernel_gradient_form(geometry, x_shape) is None   # few positions, but a GPU
+  wide_x, wide_w = (1, 2, 4, 64), (3, 3, 64, 64)   # shifted on a CPU
+  assert conv_forms.kernel_gradient_form(_geometry(wide_x, wide_w), wide_x, wide_w) is None
   assert conv_forms.kernel_gradient_chunks(_geometry((64, 28, 28, 32), (3, 3, 32, 32)),
                                            (64, 28, 28, 32)) == 1
 
@@ -94,9 +97,9 @@ def test_no_form_off_the_cpu(monkeypatch):
     ((2, 14, 14, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 1))),
     ((2, 11, 10, 6), (3, 2, 6, 8), (3, 1), ((2, 0), (1, 1))),
     ((2, 9, 9, 6), (1, 1, 6, 8), (2, 2), 'VALID'),                    # kernel smaller than stride
-    ((1, 2, 4, 16), (3, 3, 16, 24), (1, 1), 'SAME'),                  # shifted: a 2×4 map
-    ((2, 3, 5, 6), (3, 2, 6, 8), (1, 1), ((1, 0), (2, 1))),           # shifted, uneven borders
-    ((2, 4, 5, 6), (4, 4, 6, 8), (2, 2), ((1, 1), (1, 2))),           # shifted and strided
+    ((1, 2, 4, 64), (3, 3, 64, 72), (1, 1), 'SAME'),                  # shifted: a 2×4 map
+    ((2, 3, 5, 64), (3, 2, 64, 64), (1, 1), ((1, 0), (2, 1))),        # shifted, uneven borders
+    ((2, 4, 5, 64), (4, 4, 64, 64), (2, 2), ((1, 1), (1, 2))),        # shifted and strided
 ])
 def test_forms_give_lax_values_and_gradients(x_shape, w_shape, strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
@@ -132,10 +135,12 @@ def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradien
 
 @pytest.mark.parametrize('x_shape,chunks', [
     ((64, 28, 28, 32), 8),     # the VAE's wide layers
-    ((64, 14, 14, 64), 1),     # smaller images: no gain measured
+    ((64, 14, 14, 32), 1),     # smaller images, fewer than 64 features: no gain measured
     ((64, 28, 28, 1), 1),      # a narrow layer
     ((8, 28, 28, 32), 1),      # a single chunk
     ((12, 28, 28, 32), 1),     # no whole chunks
+    ((64, 16, 16, 64), 8),     # smaller images from 64 features (Pix2Pix's PatchGAN)
+    ((64, 16, 16, 32), 1),
 ])
 def test_kernel_gradients_of_wide_layers_on_large_images_are_summed_over_chunks(x_shape, chunks):
   geometry = _geometry(x_shape, (3, 3, x_shape[-1], 16))

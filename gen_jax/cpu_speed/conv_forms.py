@@ -47,12 +47,16 @@ from jax import lax
 
 # Maps to at most this many features are computed in taps form (or as the patches form's transpose).
 MAX_TAPS_OUTPUT_FEATURES = 4
-# Maps with at most this many output positions (batch × height × width) are computed in shifted
-# form, and so are both their gradients; with more, XLA's own convolution measured as fast or faster.
+# Maps with at most this many output positions (batch × height × width) and at least this many
+# features on either side are computed in shifted form, and so are both their gradients. With more
+# positions XLA's own convolution measured as fast or faster; on narrower maps the gain is small
+# and the nine or sixteen products take longer to compile (a smoke-sized model's tests).
 MAX_SHIFTED_POSITIONS = 256
+MIN_SHIFTED_FEATURES = 64
 # The kernel gradient of a layer on images this large is summed over chunks of this many images.
 KERNEL_GRADIENT_CHUNK = 8
 MIN_CHUNKED_IMAGE_PIXELS = 28 * 28
+MIN_CHUNKED_FEATURES_ON_SMALL_IMAGES = 64   # and, on smaller images, this many input features
 
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ('NHWC', 'HWIO', 'NHWC'))
 
@@ -157,8 +161,9 @@ def shifted_form(geometry_: Geometry) -> Form:
   return convolve
 
 
-def _few_positions(geometry_: Geometry, batch: int) -> bool:
-  return batch * geometry_.out_size[0] * geometry_.out_size[1] <= MAX_SHIFTED_POSITIONS
+def _wide_over_few_positions(geometry_: Geometry, lhs_shape, rhs_shape) -> bool:
+  return (lhs_shape[0] * geometry_.out_size[0] * geometry_.out_size[1] <= MAX_SHIFTED_POSITIONS
+          and min(rhs_shape[2:]) >= MIN_SHIFTED_FEATURES)
 
 
 _switch = threading.local()
@@ -190,7 +195,7 @@ def forward_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> Form | Non
     return taps_form(geometry_)
   if features_in == 1:
     return broadcast_form(geometry_)
-  if _few_positions(geometry_, lhs_shape[0]):
+  if _wide_over_few_positions(geometry_, lhs_shape, rhs_shape):
     return shifted_form(geometry_)
   return None
 
@@ -203,7 +208,7 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
   transpose, and a layer with one output feature (a map from one feature) as the taps form's.
   Other strided layers whose kernel is not a multiple of the stride get theirs as stride-1
   convolutions, the phases form's transpose; where it is (the DCGAN critic's 4×4 stride 2), XLA's
-  own measured as fast. A map over few positions gets its input gradient as the shifted form's
+  own measured as fast. A wide map over few positions gets its input gradient as the shifted form's
   transpose.
   """
   if geometry_ is None or not _rewriting():
@@ -213,17 +218,19 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
     return patches_form(geometry_)
   if features_out == 1:
     return taps_form(geometry_)
-  if _few_positions(geometry_, lhs_shape[0]):
+  if _wide_over_few_positions(geometry_, lhs_shape, rhs_shape):
     return shifted_form(geometry_)
   if any(k % s for k, s in zip(rhs_shape[:2], geometry_.strides)):
     return phases_form(geometry_)
   return None
 
 
-def kernel_gradient_form(geometry_: Geometry | None, lhs_shape) -> Form | None:
+def kernel_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> Form | None:
   """The form whose transpose (vjp) with respect to the kernel computes the kernel gradient, or
-  None for XLA's own (in chunks, `kernel_gradient_chunks`): the shifted form over few positions."""
-  if geometry_ is None or not _rewriting() or not _few_positions(geometry_, lhs_shape[0]):
+  None for XLA's own (in chunks, `kernel_gradient_chunks`): the shifted form for a wide map over
+  few positions."""
+  if (geometry_ is None or not _rewriting()
+      or not _wide_over_few_positions(geometry_, lhs_shape, rhs_shape)):
     return None
   return shifted_form(geometry_)
 
@@ -232,14 +239,17 @@ def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape) -> int:
   """How many equal batch chunks a layer's kernel gradient is summed over (1: in one piece).
 
   XLA's CPU kernel gradient of a wide layer on 28×28 images ran faster as a sum over chunks of 8
-  images than in one convolution (experiments/conv_pass_times.py), and no faster on smaller images
-  (the DCGAN critic's 14×14 layer), for narrow layers, or in chunks of 4 (experiments/step_times.py;
-  figures in PERFORMANCE.md).
+  images than in one convolution (experiments/conv_pass_times.py), and no faster for narrow layers
+  or in chunks of 4 (experiments/step_times.py; figures in PERFORMANCE.md). On smaller images it
+  pays from 64 input features: Pix2Pix's PatchGAN layer (64 → 128 on 16×16) 120 → 76 ms alone,
+  its step 12 % faster; the DCGAN critic's 14×14 layer the same either way.
   """
   if geometry_ is None or not _rewriting():
     return 1
   batch, height, width, features_in = lhs_shape
-  if (features_in <= MAX_TAPS_OUTPUT_FEATURES or height * width < MIN_CHUNKED_IMAGE_PIXELS
+  large_enough = (height * width >= MIN_CHUNKED_IMAGE_PIXELS
+                  or features_in >= MIN_CHUNKED_FEATURES_ON_SMALL_IMAGES)
+  if (features_in <= MAX_TAPS_OUTPUT_FEATURES or not large_enough
       or batch % KERNEL_GRADIENT_CHUNK or batch == KERNEL_GRADIENT_CHUNK):
     return 1
   return batch // KERNEL_GRADIENT_CHUNK

@@ -16,8 +16,8 @@ any order stays among convolutions XLA runs well.
 
 Fast forms. The value of each map is JAX's own first-order rule, except that on the CPU a map with
 one input feature or few output features (a model's first and last layers), a strided layer's
-input gradient, every map of a layer over few positions (a picture's deepest layers, a U-Net's
-innermost levels) and a wide layer's kernel gradient on large images (summed over batch chunks) are
+input gradient, every map of a wide layer over few positions (a picture's deepest layers, a
+U-Net's innermost levels) and a wide layer's kernel gradient on large images (summed over batch chunks) are
 computed in exact forms that XLA runs faster (`gen_jax.cpu_speed.conv_forms`). Elsewhere the maps are
 lax's own, and first derivatives are bit-identical to `lax.conv_general_dilated`'s.
 """
@@ -69,7 +69,7 @@ class _Layout:
   def kernel_transposable(self, lhs: jax.Array):
     """rhs ↦ the convolution, in the form whose transpose computes the kernel gradient fastest,
     or None for XLA's own in batch chunks."""
-    form = conv_forms.kernel_gradient_form(self.geometry, self.lhs_shape)
+    form = conv_forms.kernel_gradient_form(self.geometry, self.lhs_shape, self.rhs_shape)
     return (lambda rhs: form(lhs, rhs)) if form else None
 
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
