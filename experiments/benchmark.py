@@ -171,7 +171,7 @@ def main(argv):
   if FLAGS.compile_only and not FLAGS.compilation_cache_dir:
     raise app.UsageError('--compile_only fills --compilation_cache_dir: name one')
   out = pathlib.Path(FLAGS.output_dir)
-  if not FLAGS.compile_only and (out / 'report.md').exists() or (out / 'report.json').exists():
+  if not FLAGS.compile_only and ((out / 'report.md').exists() or (out / 'report.json').exists()):
     raise app.UsageError(f'{out} already holds a report; choose a new --output_dir')
   settings = {name: FLAGS[name].value for name in (
       'budget_s', 'slice_s', 'steps_per_dispatch', 'dispatch_form', 'batch_groups',
