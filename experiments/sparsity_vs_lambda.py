@@ -52,7 +52,7 @@ def train_and_measure(config, dataset, weight: float) -> dict[str, float]:
   mesh = parallel.make_mesh(config.train.num_devices)
   batches = data.BatchSchedule(dataset.train, config.train.batch_size, config.seed)
   family = AutoencoderFamily(config, DataSpec.of(dataset, batches))
-  state = parallel.replicate(family.init_state(jax.random.PRNGKey(config.seed)), mesh)
+  state = parallel.initialize(family.init_state, jax.random.PRNGKey(config.seed), mesh)
   step = parallel.compile_train_step(family.train_step, mesh)
   start = time.perf_counter()
   for index in range(FLAGS.num_steps):

@@ -92,7 +92,7 @@ class Variant:
     family = registry.get(config.model.name)(config, DataSpec.of(dataset, schedule))
     mesh = parallel.make_mesh(config.train.num_devices)
     self.batches = [parallel.shard_batch(schedule(i), mesh) for i in range(FLAGS.batches)]
-    self.state = parallel.replicate(family.init_state(jax.random.PRNGKey(config.seed)), mesh)
+    self.state = parallel.initialize(family.init_state, jax.random.PRNGKey(config.seed), mesh)
     with conv_forms.xla_convolutions() if xla_convolutions else contextlib.nullcontext():
       self.step = parallel.compile_train_step(family.train_step, mesh, tuned).lower(
           self.state, self.batches[0]).compile()

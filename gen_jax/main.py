@@ -151,9 +151,11 @@ def main(argv):
   config = FLAGS.config
   workdir = FLAGS.workdir or default_workdir(config)
   # Compiled steps are kept beside the workdirs, so that the next run of the same model (a resumed
-  # or repeated run, a sweep's next member) skips most of its compilation.
-  jax.config.update('jax_compilation_cache_dir',
-                    str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
+  # or repeated run, a sweep's next member) skips most of its compilation; a cache the user named
+  # (JAX_COMPILATION_CACHE_DIR) is kept instead.
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir',
+                      str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
   try:
     if style_transfer:
       report = stylize.stylize(config, workdir)

@@ -87,7 +87,7 @@ class Run:
                  if config.train.best_metric else None)
     root = jax.random.PRNGKey(config.seed)
     self.init_rng, self.eval_rng, self.sample_rng = jax.random.split(root, 3)
-    self.state = parallel.replicate(self.family.init_state(self.init_rng), self.mesh)
+    self.state = parallel.initialize(self.family.init_state, self.init_rng, self.mesh)
     restored = self.checkpoints.restore_newest_intact(self.state, set_aside=training)
     self.restored_step = None
     if restored is not None:

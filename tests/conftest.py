@@ -24,9 +24,8 @@ import pytest  # noqa: E402
 # Many tests compile the same smoke-sized programs: one compilation cache for the whole session,
 # every program in it however quickly compiled, shared by pytest-xdist's workers (they inherit the
 # folder from the process that starts them, which removes it at the end), compiles each once.
-# The processes tests start inherit both settings too (JAX reads them from the environment);
-# `python -m gen_jax.main` keeps its cache beside its workdir, every small program in it as well,
-# so a resumed run there reads what the first one compiled.
+# The processes tests start inherit both settings too (JAX reads them from the environment), and
+# `python -m gen_jax.main` then uses that cache instead of its own beside the workdir.
 _CACHE_ENV = 'GEN_JAX_TEST_COMPILATION_CACHE'
 if _CACHE_ENV not in os.environ:
   os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_')

@@ -84,8 +84,8 @@ class JaxSide:
     self.groups = [dispatch.put_batches(host[i:i + self.k], self.mesh)
                    for i in range(0, len(host), self.k)]
     self.first_batch = jax.device_put(host[0])
-    self.state = parallel.replicate(self.family.init_state(jax.random.PRNGKey(settings['seed'])),
-                                    self.mesh)
+    self.state = parallel.initialize(self.family.init_state, jax.random.PRNGKey(settings['seed']),
+                                     self.mesh)
     self.dispatcher = dispatch.Dispatcher(self.family.train_step, self.mesh, self.k,
                                           settings['dispatch_form'])
     self.calls, self.metrics = 0, None

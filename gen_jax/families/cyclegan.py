@@ -28,7 +28,6 @@ loss curves.
 
 from __future__ import annotations
 
-import functools
 import pathlib
 from typing import Any
 
@@ -134,8 +133,7 @@ class CycleGANFamily(ModelFamily):
     images = jnp.zeros((2,) + self.spec.image_shape)
     total, steps = self.config.train.num_steps, self.spec.steps_per_epoch
     build = lambda block: optimizers.build(**block, steps_per_epoch=steps, total_steps=total)
-    # Compiled: run op by op, the many small layers' initialisation takes a minute.
-    init = lambda net, *inputs: jax.jit(functools.partial(net.init, train=False))(*inputs)
+    init = lambda net, *inputs: net.init(*inputs, train=False)
     generators = Player.create(init(self.generators, g_rng, images, images), build(self.config.optim_g))
     critics = Player.create(init(self.critics, d_rng, jnp.stack([images, images])),
                             build(self.config.optim_d))

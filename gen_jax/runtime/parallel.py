@@ -62,6 +62,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
+def initialize(init: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh) -> Any:
+  """`init(rng)`, a model's initial state, replicated over the mesh.
+
+  Compiled as one program: run op by op, a model's initialisers dispatch hundreds of small
+  programs, several seconds in every new process.
+  """
+  return replicate(jax.jit(init)(rng), mesh)
+
+
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
   return jax.device_put(batch, data_sharded(mesh))
 
