@@ -13,13 +13,15 @@ case is built) and JAX's `memory_stats()['peak_bytes_in_use']`, which JAX cannot
 process's peak so far, so a family's cases run from the smallest (batch × pixels) up and a
 reading that did not rise above the previous case's is marked as an upper bound (≤). On the CPU:
 the bytes the side's process holds from malloc (glibc's mallinfo2, in use plus mmapped; both XLA's
-CPU buffers and PyTorch's come from malloc), its peak sampled every 20 ms during the timed turns,
-minus the same before the case was built: the parameters, optimiser state, the prepared batches,
-the compiled step and its activations at steady state, without the compiler's transient memory
-(the resident set size's growth is in the JSON too, but the allocator keeps what earlier cases
-freed, so it undercounts later cases). Each process starts its runtime and compiler on a tiny
-convolution before its first case, but that case may still carry some of what a runtime allocates
-once (caches, compiler state): its host figure is marked †.
+CPU buffers and PyTorch's come from malloc), its peak sampled every 20 ms while the side trains
+alone for one more slice after the timed turns, minus the same before the case was built: the
+parameters, optimiser state, the prepared batches, the compiled step and its activations at
+steady state, without the compiler's transient memory (the resident set size's growth is in the
+JSON too, but the allocator keeps what earlier cases freed, so it undercounts later cases). The
+sampling stays out of the timed turns: reading malloc's totals locks its heap while it walks it,
+which slowed the steps it overlapped (PERFORMANCE.md). Each process starts its runtime and
+compiler on a tiny convolution before its first case, but that case may still carry some of what
+a runtime allocates once (caches, compiler state): its host figure is marked †.
 """
 
 from __future__ import annotations
@@ -73,35 +75,30 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   family = families.FAMILIES[family_name]
   maker = side_module.make
   heap = memory.heap_bytes() is not None
-  worker, samplers, before, cases = None, {}, {}, 0
+  readers = {'rss': memory.rss_bytes, **({'heap': memory.heap_bytes} if heap else {})}
+  worker, before, cases = None, {}, 0
 
   def build(batch_size, image_size):
-    nonlocal worker, samplers, before, cases
+    nonlocal worker, before, cases
     worker, cases = None, cases + 1
-    for sampler in samplers.values():
-      sampler.stop()
     gc.collect()
-    readers = {'rss': memory.rss_bytes, **({'heap': memory.heap_bytes} if heap else {})}
     before = {name: read() for name, read in readers.items()}
-    samplers = {name: memory.PeakSampler(read) for name, read in readers.items()}
     worker = maker(family, batch_size, image_size, settings)
     return worker.info
 
-  def warm_up():
-    worker.warm_up()
-    if 'heap' in samplers:
-      samplers['heap'].reset()   # the steady state: without the compiler's transient memory
-
   def finish():
-    result = {'losses': worker.losses(), **worker.memory(), 'info': worker.info}
+    # The memory pass: the steady state, after the compiler's transient memory, out of the turns.
+    samplers = {name: memory.PeakSampler(read) for name, read in readers.items()}
+    worker.train(settings['slice_s'])
     peaks = {name: sampler.stop() - before[name] for name, sampler in samplers.items()}
+    result = {'losses': worker.losses(), **worker.memory(), 'info': worker.info}
     result['host_rss_growth_bytes'] = peaks['rss']
     result['host_peak_growth_bytes'] = peaks.get('heap', peaks['rss'])
     result['host_measure'] = 'malloc in use' if 'heap' in peaks else 'RSS'
     result['host_first_case'] = cases == 1
     return result
 
-  commands = {'build': build, 'warm_up': warm_up,
+  commands = {'build': build, 'warm_up': lambda: worker.warm_up(),
               'train': lambda seconds: worker.train(seconds), 'finish': finish,
               'flops': lambda: worker.flops_per_step()}
   connection.send(('ok', info))
