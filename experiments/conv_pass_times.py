@@ -1,10 +1,11 @@
-"""Forward, input-gradient and kernel-gradient times of the VAE's and DCGAN's convolutions.
+"""Forward, input-gradient and kernel-gradient times of the models' convolutions.
 
-  python experiments/conv_pass_times.py [--batch=64] [--rounds=8]
+  python experiments/conv_pass_times.py [--models=vae,dcgan,pix2pix] [--batch=64] [--rounds=8]
 
 Where the train steps lose to PyTorch on the CPU: each convolution of the VAE (its encoder's, and
-its decoder's transposed ones) and of the DCGAN critic, as the modules build them from
-configs/vae.py and configs/dcgan.py, is timed pass by pass three ways: through gen_jax's layers
+its decoder's transposed ones), of the DCGAN critic and of Pix2Pix's U-Net and PatchGAN, as the
+modules build them from configs/vae.py, configs/dcgan.py and configs/pix2pix.py, is timed pass by
+pass three ways: through gen_jax's layers
 (gen_jax.cpu_speed.convolution, with the forms of gen_jax.cpu_speed.conv_forms, and
 gen_jax.cpu_speed.conv_transpose), through XLA's own (`lax.conv_general_dilated`, flax's
 `ConvTranspose`), both compiled as gen_jax's steps are (gen_jax.cpu_speed.compiler_options), and, when
@@ -38,15 +39,18 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
-from configs import dcgan, vae  # noqa: E402
+from configs import dcgan, pix2pix, vae  # noqa: E402
 from gen_jax.cpu_speed import compiler_options, host_memory  # noqa: E402
 from gen_jax.evaluation import figures, reports  # noqa: E402
 from gen_jax.models.gan import Discriminator  # noqa: E402
+from gen_jax.models.pix2pix import PatchDiscriminator, UNet  # noqa: E402
 from gen_jax.models.vae import VAE  # noqa: E402
 from gen_jax.cpu_speed import convolution  # noqa: E402
 from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose  # noqa: E402
 
 FLAGS = flags.FLAGS
+MODELS = ('vae', 'dcgan', 'pix2pix')
+flags.DEFINE_multi_enum('models', ['vae', 'dcgan'], MODELS, 'Models whose convolutions are timed.')
 flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')
 flags.DEFINE_integer('rounds', 8, 'Turns each pass gets.')
 flags.DEFINE_integer('repeats', 8, 'Calls timed in one turn.')
@@ -103,8 +107,9 @@ class ConvLayer:
                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvLayer]:
-  """The convolutions that `module` applies to `inputs`, read while it is initialised: its
+def _recorded_convolutions(model: str, module: nn.Module, *inputs, **options) -> list[ConvLayer]:
+  """The convolutions that `module` applies to `inputs` (with keyword `options`), read while it is
+  initialised: its
   `nn.Conv` layers, its stride-1 transposed ones (a convolution with the kernel flipped), and its
   'SAME' strided transposed ones."""
   layers = []
@@ -126,26 +131,45 @@ def _recorded_convolutions(model: str, module: nn.Module, *inputs) -> list[ConvL
     return next_call(*args, **kwargs)
 
   with nn.intercept_methods(record):
-    jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
+    jax.eval_shape(functools.partial(module.init, **options), jax.random.PRNGKey(0), *inputs)
   return layers
 
 
-def model_layers() -> list[ConvLayer]:
-  """The convolutions of the VAE and the DCGAN critic, as their configs build them."""
+def _vae_layers() -> list[ConvLayer]:
   config = vae.get_config()
   image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   model = VAE(config.model.conv_features, config.model.hidden_dim, config.model.latent_dim,
               image_shape)
-  layers = _recorded_convolutions('vae', model, jnp.zeros((1,) + image_shape),
-                                  jax.random.PRNGKey(0))
+  return _recorded_convolutions('vae', model, jnp.zeros((1,) + image_shape), jax.random.PRNGKey(0))
+
+
+def _dcgan_layers() -> list[ConvLayer]:
   config = dcgan.get_config()
   images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
   critic_config = config.model.discriminator
   critic = Discriminator(critic_config.conv_features, critic_config.dense_features,
                          critic_config.batch_norm)
-  layers += _recorded_convolutions('dcgan critic', critic, images)
+  return _recorded_convolutions('dcgan critic', critic, images)
+
+
+def _pix2pix_layers() -> list[ConvLayer]:
+  config = pix2pix.get_config()
+  m = config.model
+  images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
+  generator = UNet(tuple(m.generator.features), config.data.channels, m.generator.normalisation,
+                   m.generator.dropout_levels)
+  critic = PatchDiscriminator(m.discriminator.features, m.discriminator.num_layers,
+                              m.discriminator.normalisation)
+  return (_recorded_convolutions('pix2pix u-net', generator, images, train=False)
+          + _recorded_convolutions('pix2pix patchgan', critic, images, images, train=False))
+
+
+def model_layers(models) -> list[ConvLayer]:
+  """The convolutions of the `models`, as their configs build them; the first of each shape."""
+  builders = {'vae': _vae_layers, 'dcgan': _dcgan_layers, 'pix2pix': _pix2pix_layers}
+  layers = [layer for model in models for layer in builders[model]()]
   unique = {dataclasses.replace(layer, model=''): layer for layer in reversed(layers)}
-  return [layer for layer in layers if layer in unique.values()]   # the first of each shape
+  return [layer for layer in layers if layer in unique.values()]
 
 
 def jax_passes(layer: ConvLayer, batch: int, side: str) -> dict[str, Callable[[], object]]:
@@ -284,7 +308,7 @@ def main(argv):
     if FLAGS[name].value < 1:
       raise app.UsageError(f'--{name}={FLAGS[name].value}: must be at least 1')
   host_memory.retain_freed_memory()
-  layers = model_layers()
+  layers = model_layers(FLAGS.models)
   sides = ['jax', 'xla'] + (['torch'] if torch_available() else [])
   builders = {'jax': functools.partial(jax_passes, side='jax'),
               'xla': functools.partial(jax_passes, side='xla'), 'torch': torch_passes}

@@ -39,7 +39,7 @@ def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, stri
 
 
 def form_name(form):   # each form is a closure named after the function that builds it
-  return form and form.__qualname__.split('_form')[0]
+  return form and re.split('_form|_kernel_gradient', form.__qualname__)[0]
 
 
 @pytest.mark.parametrize('x_shape,w_shape,strides,form', [

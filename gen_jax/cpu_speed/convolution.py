@@ -66,12 +66,6 @@ class _Layout:
     form = conv_forms.input_gradient_form(self.geometry, self.lhs_shape, self.rhs_shape)
     return (lambda lhs: form(lhs, rhs)) if form else (lambda lhs: self.apply_lax(lhs, rhs))
 
-  def kernel_transposable(self, lhs: jax.Array):
-    """rhs ↦ the convolution, in the form whose transpose computes the kernel gradient fastest,
-    or None for XLA's own in batch chunks."""
-    form = conv_forms.kernel_gradient_form(self.geometry, self.lhs_shape, self.rhs_shape)
-    return (lambda rhs: form(lhs, rhs)) if form else None
-
   def apply_lax(self, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(
         lhs, rhs, self.window_strides, self.padding, self.lhs_dilation, self.rhs_dilation,
@@ -97,10 +91,9 @@ def _input_gradient(layout: _Layout, cotangent: jax.Array, rhs: jax.Array) -> ja
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> jax.Array:
   """The convolution's gradient with respect to its kernel, for an output cotangent."""
-  transposable = layout.kernel_transposable(lhs)
-  if transposable:
-    _, pull_back = jax.vjp(transposable, layout.zeros(layout.rhs_shape))
-    return pull_back(cotangent)[0]
+  form = conv_forms.kernel_gradient_form(layout.geometry, layout.lhs_shape, layout.rhs_shape)
+  if form:
+    return form(lhs, cotangent, layout.rhs_shape[:2])
   chunks = conv_forms.kernel_gradient_chunks(layout.geometry, layout.lhs_shape)
   gradient = 0
   for part, cotangent_part in zip(jax.numpy.split(lhs, chunks), jax.numpy.split(cotangent, chunks)):
