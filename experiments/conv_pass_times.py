@@ -307,7 +307,7 @@ def main(argv):
   for name in ('batch', 'rounds', 'repeats'):
     if FLAGS[name].value < 1:
       raise app.UsageError(f'--{name}={FLAGS[name].value}: must be at least 1')
-  host_memory.retain_freed_memory()
+  host_memory.keep_step_memory_mapped()
   layers = model_layers(FLAGS.models)
   sides = ['jax', 'xla'] + (['torch'] if torch_available() else [])
   builders = {'jax': functools.partial(jax_passes, side='jax'),

@@ -124,7 +124,7 @@ def main(argv):
   out = pathlib.Path(FLAGS.output_dir)
   if (out / 'report.md').exists() or (out / 'report.json').exists():
     raise app.UsageError(f'{out} already holds a report; choose a new --output_dir')
-  host_memory.retain_freed_memory()   # as gen_jax.main does, before JAX allocates
+  host_memory.keep_step_memory_mapped()   # as gen_jax.main does, before JAX allocates
   logging.set_verbosity(logging.WARNING)   # orbax reports every step of every save at INFO
   config = FLAGS.config
   config.train.num_steps = FLAGS.num_steps

@@ -114,7 +114,7 @@ class Variant:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  host_memory.retain_freed_memory()
+  host_memory.keep_step_memory_mapped()
   base = FLAGS.config
   if FLAGS.idx_path:
     base.data.name, base.data.path = 'idx', FLAGS.idx_path

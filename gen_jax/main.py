@@ -131,7 +131,7 @@ def main(argv):
   if style_transfer and FLAGS.mode != 'train':
     refuse(f'--mode={FLAGS.mode}: style transfer has only --mode=train (it optimises one image; '
            f'its result and pictures are in the workdir)')
-  host_memory.retain_freed_memory()
+  host_memory.keep_step_memory_mapped()
   if FLAGS.multihost or distributed.requested():
     if style_transfer:
       refuse('--multihost: style transfer optimises one image on one process; run it without')

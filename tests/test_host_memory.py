@@ -1,4 +1,4 @@
-"""retain_freed_memory keeps freed large blocks in the process's heap instead of unmapping them."""
+"""keep_step_memory_mapped: a compiled step's large buffers stay mapped from one call to the next."""
 
 import platform
 import subprocess
@@ -7,13 +7,14 @@ import textwrap
 
 import pytest
 
-# A fresh interpreter (the settings apply to what is allocated after them) frees a 64 MiB block,
-# above glibc's largest mmap threshold, and prints how much of the heap is still mapped.
-_SCRIPT = textwrap.dedent('''
+# Each case runs in a fresh interpreter: the allocator's settings apply to what is allocated after
+# them, and JAX's dispatch mode must be chosen before its backend starts.
+_FREED_BLOCK = textwrap.dedent('''
+    # Frees a 64 MiB block, above glibc's largest mmap threshold; prints how much heap stays mapped.
     import ctypes, sys
     from gen_jax.cpu_speed import host_memory
-    if sys.argv[1] == 'retain':
-      assert host_memory.retain_freed_memory()
+    if sys.argv[1] == 'keep':
+      assert host_memory.keep_step_memory_mapped()
 
     class MallocInfo(ctypes.Structure):
       _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -30,15 +31,47 @@ _SCRIPT = textwrap.dedent('''
     print(libc.mallinfo2().arena)
 ''')
 
+_STEP_PAGES = (96 << 20) // 4096
+_STEP_FAULTS = textwrap.dedent('''
+    # A compiled step whose 96 MiB output is allocated at every call (and freed before the next);
+    # prints the page faults a call costs once the heap has grown to hold a call's buffers.
+    import resource, sys
+    from gen_jax.cpu_speed import host_memory
+    if sys.argv[1] == 'keep':
+      assert host_memory.keep_step_memory_mapped()
+    import jax, jax.numpy as jnp
 
-def _heap_bytes_after_free(mode: str) -> int:
-  result = subprocess.run([sys.executable, '-c', _SCRIPT, mode], capture_output=True, text=True,
-                          check=True, env={'PYTHONPATH': ':'.join(sys.path)})
-  return int(result.stdout.strip().splitlines()[-1])
+    step = jax.jit(lambda x: jnp.sin(x) + 1.0)
+    x = jnp.ones((24 << 20,), jnp.float32)
+    for _ in range(4):
+      jax.block_until_ready(step(x))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+      jax.block_until_ready(step(x))
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+''')
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="the settings are glibc's")
+def _last_number(script: str, mode: str) -> float:
+  result = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True,
+                          check=True, env={'PYTHONPATH': ':'.join(sys.path),
+                                           'JAX_PLATFORMS': 'cpu'})
+  return float(result.stdout.strip().splitlines()[-1])
+
+
+_glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="the settings are glibc's")
+
+
+@_glibc_only
 def test_freed_large_block_stays_mapped_for_the_next_step():
   block = 64 << 20
-  assert _heap_bytes_after_free('default') < block   # its own mapping, unmapped when freed
-  assert _heap_bytes_after_free('retain') >= block   # served from the heap, kept there
+  assert _last_number(_FREED_BLOCK, 'default') < block   # its own mapping, unmapped when freed
+  assert _last_number(_FREED_BLOCK, 'keep') >= block     # served from the heap, kept there
+
+
+@_glibc_only
+def test_compiled_step_does_not_fault_its_buffers_in_at_every_call():
+  # By default the output gets a fresh mapping every call, a fault for each of its pages; kept,
+  # the call reuses pages already mapped.
+  assert _last_number(_STEP_FAULTS, 'default') > 0.5 * _STEP_PAGES
+  assert _last_number(_STEP_FAULTS, 'keep') < 0.05 * _STEP_PAGES

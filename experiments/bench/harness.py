@@ -6,7 +6,7 @@ lets the two train in turns of `slice_s` seconds until each has trained `budget_
 from other jobs falls on both alike. Only one side computes at a time; the other waits on its
 pipe. Each process uses every core (XLA's default; torch.set_num_threads), or the first --cores
 of them (its CPU affinity, which XLA's thread pool and gen_jax's compiler options follow), and, as
-the training loop does, gen_jax.cpu_speed.host_memory's allocator setting.
+the training loop does, gen_jax.cpu_speed.host_memory's allocator and dispatch settings.
 
 Memory, per case: on a GPU, PyTorch's `torch.cuda.max_memory_allocated` (its peak reset before the
 case is built) and JAX's `memory_stats()['peak_bytes_in_use']`, which JAX cannot reset: it is the
@@ -42,7 +42,7 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   if settings.get('cores'):   # before either runtime sizes its thread pools
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:settings['cores']])
   from gen_jax.cpu_speed import host_memory   # noqa: PLC0415
-  host_memory.retain_freed_memory()           # both sides alike, before either allocates
+  host_memory.keep_step_memory_mapped()   # both sides alike, before either allocates
   import jax   # noqa: PLC0415
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')

@@ -1,13 +1,21 @@
-"""Keeps the host allocator from handing freed memory back to the operating system.
+"""Keeps a CPU step's memory mapped from one step to the next, without one lock for all threads.
 
-A jit-compiled step on the CPU allocates its temporaries afresh at every call. With glibc's
-defaults, large blocks come from fresh `mmap`s (or are trimmed off the heap when freed), so every
-step touches new pages and pays a page fault for each 4 KiB of them, a sizeable share of a small
-model's step (PERFORMANCE.md).
-Serving every block from one heap that is never trimmed makes the pages stay mapped from one step
-to the next; the process keeps its peak footprint instead.
+A jit-compiled step on the CPU allocates its temporaries and outputs afresh at every call. With
+glibc's defaults, large blocks come from fresh `mmap`s (or are trimmed off the heap when freed), so
+every step touches new pages and pays a page fault for each 4 KiB of them, a sizeable share of a
+small model's step. Two settings together avoid that (PERFORMANCE.md has the measurements):
 
-The settings take effect only for memory the runtime allocates after the call, so it must come
+- the allocator serves every block from a heap it never trims, and never maps a block of its
+  own. Each thread keeps its own heap ("arena"), so XLA's worker threads allocating their
+  convolution workspaces do not queue on one lock;
+- the step runs on the thread that calls it (JAX's CPU dispatch made synchronous), so its large
+  buffers come from the main heap. A worker thread's heap is made of 64 MiB segments that glibc
+  unmaps when they empty, and a block larger than one is mapped on its own whatever the
+  settings, so a step running on a worker thread would fault its buffers in at every call.
+  Calls still overlap with host work: batches are prepared on the prefetch thread, and the step
+  releases Python's lock while it computes.
+
+The allocator's settings take effect only for memory allocated after the call, so it must come
 before the first computation (before JAX's backend starts).
 """
 
@@ -19,15 +27,15 @@ import platform
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
 
 
-def retain_freed_memory() -> bool:
-  """Serves all allocations from one never-trimmed heap; returns False where not glibc."""
+def keep_step_memory_mapped() -> bool:
+  """Applies both settings; returns False where the allocator is not glibc's (dispatch still set)."""
+  import jax   # noqa: PLC0415 (importing JAX does not start its backend)
+  jax.config.update('jax_cpu_enable_async_dispatch', False)
   if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
     return False
   libc = ctypes.CDLL('libc.so.6')
-  settings = ((_M_ARENA_MAX, 1),                # one arena: other threads' arenas are mmap'd
-              (_M_MMAP_MAX, 0),                 # no block of its own mapping, however large
-              (_M_TRIM_THRESHOLD, 2**31 - 1))   # never give the heap's top back
+  settings = ((_M_MMAP_MAX, 0),                 # no block of its own mapping, however large
+              (_M_TRIM_THRESHOLD, 2**31 - 1))   # never give a heap's top back
   return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
