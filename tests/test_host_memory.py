@@ -1,5 +1,6 @@
 """keep_step_memory_mapped: a compiled step's large buffers stay mapped from one call to the next."""
 
+import json
 import platform
 import subprocess
 import sys
@@ -75,3 +76,17 @@ def test_compiled_step_does_not_fault_its_buffers_in_at_every_call():
   # the call reuses pages already mapped.
   assert _last_number(_STEP_FAULTS, 'default') > 0.5 * _STEP_PAGES
   assert _last_number(_STEP_FAULTS, 'keep') < 0.05 * _STEP_PAGES
+
+
+@_glibc_only
+def test_settings_experiment_reports_every_setting_it_timed(tmp_path):
+  from experiments import host_memory_settings   # noqa: PLC0415 (sys.path: the repository root)
+  out = tmp_path / 'report'
+  settings = ['one arena', 'arena per thread + synchronous (gen_jax)']
+  subprocess.run([sys.executable, host_memory_settings.__file__, '--families=ae_linear',
+                  f'--settings={",".join(settings)}', '--budget_s=0.3', '--slice_s=0.1',
+                  f'--output_dir={out}'], check=True, capture_output=True, text=True, timeout=300)
+  rows = json.loads((out / 'report.json').read_text())['rows']
+  assert [row['setting'] for row in rows] == settings
+  assert all(row['ms_per_step'] > 0 and row['minor_faults_per_step'] >= 0 for row in rows)
+  assert all(name in (out / 'report.md').read_text() for name in settings)

@@ -41,8 +41,9 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   """A worker process: builds the cases the parent names and runs its commands."""
   if settings.get('cores'):   # before either runtime sizes its thread pools
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:settings['cores']])
-  from gen_jax.cpu_speed import host_memory   # noqa: PLC0415
-  host_memory.keep_step_memory_mapped()   # both sides alike, before either allocates
+  if settings.get('keep_step_memory_mapped', True):   # off where the caller set the allocator
+    from gen_jax.cpu_speed import host_memory   # noqa: PLC0415
+    host_memory.keep_step_memory_mapped()   # both sides alike, before either allocates
   import jax   # noqa: PLC0415
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')
@@ -134,11 +135,14 @@ class CaseError(RuntimeError):
 class Worker:
   """The parent's handle on one side's process."""
 
-  def __init__(self, side: str, family_name: str, settings: dict):
+  def __init__(self, side: str, family_name: str, settings: dict, target=serve, label: str = ''):
+    """`target` runs in the new process with (side, family_name, settings, connection): `serve`,
+    or a picklable function that prepares the process and then calls it; `label` names the worker
+    in errors (default: its side)."""
     context = multiprocessing.get_context('spawn')
-    self.side = side
+    self.side = label or side
     self.connection, child = context.Pipe()
-    self.process = context.Process(target=serve, args=(side, family_name, settings, child),
+    self.process = context.Process(target=target, args=(side, family_name, settings, child),
                                    daemon=True)
     self.process.start()
     self.info = self._reply()
