@@ -83,7 +83,7 @@ def test_no_form_off_the_cpu(monkeypatch):
   wide_x, wide_w = (1, 2, 4, 64), (3, 3, 64, 64)   # shifted on a CPU
   assert conv_forms.kernel_gradient_form(_geometry(wide_x, wide_w), wide_x, wide_w) is None
   assert conv_forms.kernel_gradient_chunks(_geometry((64, 28, 28, 32), (3, 3, 32, 32)),
-                                           (64, 28, 28, 32)) == 1
+                                           (64, 28, 28, 32), (3, 3, 32, 32)) == 1
 
 
 @pytest.mark.parametrize('x_shape,w_shape,strides,padding', [
@@ -133,24 +133,27 @@ def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradien
     assert convolutions(lambda x, w: loss(x, w)) == 1   # a new function: jit caches traces
 
 
-@pytest.mark.parametrize('x_shape,chunks', [
-    ((64, 28, 28, 32), 8),     # the VAE's wide layers
-    ((64, 14, 14, 32), 1),     # smaller images, fewer than 64 features: no gain measured
-    ((64, 28, 28, 1), 1),      # a narrow layer
-    ((8, 28, 28, 32), 1),      # a single chunk
-    ((12, 28, 28, 32), 1),     # no whole chunks
-    ((64, 16, 16, 64), 8),     # smaller images from 64 features (Pix2Pix's PatchGAN)
-    ((64, 16, 16, 32), 1),
+@pytest.mark.parametrize('x_shape,features_out,chunks', [
+    ((64, 28, 28, 32), 16, 8),     # the VAE's wide layers
+    ((64, 14, 14, 32), 16, 1),     # smaller images, fewer than 64 features: no gain measured
+    ((64, 28, 28, 1), 16, 1),      # a narrow layer
+    ((64, 28, 28, 32), 1, 1),      # a map to one feature (the VAE decoder's last layer)
+    ((8, 28, 28, 32), 16, 1),      # a single chunk
+    ((12, 28, 28, 32), 16, 1),     # no whole chunks
+    ((64, 16, 16, 64), 16, 8),     # smaller images from 64 features (Pix2Pix's PatchGAN)
+    ((64, 15, 15, 128), 1, 1),     # ... but not its last layer, to one feature
+    ((64, 16, 16, 32), 16, 1),
 ])
-def test_kernel_gradients_of_wide_layers_on_large_images_are_summed_over_chunks(x_shape, chunks):
-  geometry = _geometry(x_shape, (3, 3, x_shape[-1], 16))
-  assert conv_forms.kernel_gradient_chunks(geometry, x_shape) == chunks
+def test_kernel_gradients_of_wide_layers_on_large_images_are_summed_over_chunks(
+    x_shape, features_out, chunks):
+  w_shape = (3, 3, x_shape[-1], features_out)
+  assert conv_forms.kernel_gradient_chunks(_geometry(x_shape, w_shape), x_shape, w_shape) == chunks
 
 
 def test_a_kernel_gradient_in_chunks_is_laxs():
   x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 8))
   w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8, 8))
-  assert conv_forms.kernel_gradient_chunks(_geometry(x.shape, w.shape), x.shape) == 2
+  assert conv_forms.kernel_gradient_chunks(_geometry(x.shape, w.shape), x.shape, w.shape) == 2
 
   def kernel_gradient(conv):
     loss = lambda w: jnp.sum(jnp.tanh(conv(x, w, (1, 1), 'SAME', dimension_numbers=DIMENSIONS)))

@@ -253,21 +253,23 @@ def kernel_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> Ke
   return shifted_kernel_gradient(geometry_)
 
 
-def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape) -> int:
+def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape, rhs_shape) -> int:
   """How many equal batch chunks a layer's kernel gradient is summed over (1: in one piece).
 
   XLA's CPU kernel gradient of a wide layer on 28×28 images ran faster as a sum over chunks of 8
   images than in one convolution (experiments/conv_pass_times.py), and no faster for narrow layers
   or in chunks of 4 (experiments/step_times.py; figures in PERFORMANCE.md). On smaller images it
-  pays from 64 input features: Pix2Pix's PatchGAN layer (64 → 128 on 16×16) 120 → 76 ms alone,
-  its step 12 % faster; the DCGAN critic's 14×14 layer the same either way.
+  pays from 64 input features (Pix2Pix's PatchGAN layer, 64 → 128 on 16×16); the DCGAN critic's
+  14×14 layer is the same either way. A map to few features (a decoder's or a PatchGAN's last
+  layer) is slower in chunks: its gradient is a thin product that one convolution already fills.
   """
   if geometry_ is None or not _rewriting():
     return 1
   batch, height, width, features_in = lhs_shape
   large_enough = (height * width >= MIN_CHUNKED_IMAGE_PIXELS
                   or features_in >= MIN_CHUNKED_FEATURES_ON_SMALL_IMAGES)
-  if (features_in <= MAX_TAPS_OUTPUT_FEATURES or not large_enough
+  narrow = min(features_in, rhs_shape[3]) <= MAX_TAPS_OUTPUT_FEATURES
+  if (narrow or not large_enough
       or batch % KERNEL_GRADIENT_CHUNK or batch == KERNEL_GRADIENT_CHUNK):
     return 1
   return batch // KERNEL_GRADIENT_CHUNK

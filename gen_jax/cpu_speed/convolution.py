@@ -94,7 +94,8 @@ def _kernel_gradient(layout: _Layout, lhs: jax.Array, cotangent: jax.Array) -> j
   form = conv_forms.kernel_gradient_form(layout.geometry, layout.lhs_shape, layout.rhs_shape)
   if form:
     return form(lhs, cotangent, layout.rhs_shape[:2])
-  chunks = conv_forms.kernel_gradient_chunks(layout.geometry, layout.lhs_shape)
+  chunks = conv_forms.kernel_gradient_chunks(layout.geometry, layout.lhs_shape,
+                                            layout.rhs_shape)
   gradient = 0
   for part, cotangent_part in zip(jax.numpy.split(lhs, chunks), jax.numpy.split(cotangent, chunks)):
     _, pull_back = jax.vjp(lambda rhs: layout.apply_lax(part, rhs), layout.zeros(layout.rhs_shape))
