@@ -184,7 +184,7 @@ def _optimise(config, workdir: pathlib.Path, transfer: family.StyleTransfer,
                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
   losses = None
   try:
-    window_start, window_steps = time.perf_counter(), 0
+    window_start, window_steps, window_evaluations = time.perf_counter(), 0, 0
     while step < total:
       if transfer.scale_of(step) != scale:
         previous = transfer.optimised_image(variable)
@@ -192,7 +192,8 @@ def _optimise(config, workdir: pathlib.Path, transfer: family.StyleTransfer,
         variable, optimiser_state = transfer.start(scale, previous)
         targets = transfer.targets(scale)
       stop = _next_stop(step, config, transfer)
-      variable, optimiser_state, losses = transfer.iterate(targets, variable, optimiser_state, stop - step)
+      variable, optimiser_state, losses, evaluations = transfer.iterate(
+          targets, variable, optimiser_state, stop - step)
       losses = {k: float(v) for k, v in jax.device_get(losses).items()}
       if not all(math.isfinite(v) for v in losses.values()):
         raise TrainingDiverged(f'style transfer diverged by iteration {stop}: {losses}; the last '
@@ -200,11 +201,14 @@ def _optimise(config, workdir: pathlib.Path, transfer: family.StyleTransfer,
       progress.update(stop - step)
       progress.set_postfix({k: f'{v:.4g}' for k, v in losses.items()})
       window_steps += stop - step
+      window_evaluations += int(evaluations)
       step = stop
       if step % t.log_every == 0 or step == total:
         seconds = time.perf_counter() - window_start
-        writer.write(step, 'train', dict(losses, scale=scale, iterations_per_second=window_steps / seconds))
-        window_start, window_steps = time.perf_counter(), 0
+        writer.write(step, 'train', dict(
+            losses, scale=scale, iterations_per_second=window_steps / seconds,
+            loss_evaluations_per_iteration=window_evaluations / window_steps))
+        window_start, window_steps, window_evaluations = time.perf_counter(), 0, 0
       if t.image_every and step % t.image_every == 0:
         picture_io.save_png(transfer.picture(variable), workdir / 'intermediate' / f'step_{step:06d}.png')
       if step % t.checkpoint_every == 0 or step == total:

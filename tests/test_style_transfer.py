@@ -111,6 +111,30 @@ def test_vgg_returns_its_named_layers_and_pools_by_max_or_average():
     vgg.VGG19Features(outputs=('conv6_1',)).apply({'params': params}, picture)
 
 
+@pytest.mark.parametrize('optimiser', ['lbfgs', 'adam'])
+def test_a_dispatch_counts_the_loss_evaluations_it_made(monkeypatch, optimiser):
+  # Every evaluation of the loss maps the variable to the image once; so does the dispatch's final
+  # measurement of the losses, which is not an iteration's.
+  calls = []
+  to_image = family.to_image
+
+  def counted(variable, image_range):
+    jax.debug.callback(lambda: calls.append(1))
+    return to_image(variable, image_range)
+  monkeypatch.setattr(family, 'to_image', counted)
+  jax.clear_caches()   # a trace without the counter would be reused
+  transfer = make_transfer(init='noise', optimiser=optimiser)
+  targets = transfer.targets(1)
+  variable, state = transfer.start(1)
+  *_, evaluations = jax.block_until_ready(transfer.iterate(targets, variable, state, 6))
+  jax.effects_barrier()
+  assert int(evaluations) == len(calls) - 1
+  if optimiser == 'adam':
+    assert int(evaluations) == 6
+  else:   # the first iteration evaluates at the start, then each line search at least once
+    assert int(evaluations) >= 7
+
+
 def test_lbfgs_lowers_the_loss_and_beats_as_many_adam_steps():
   lbfgs = make_transfer(init='noise')
   targets = lbfgs.targets(1)

@@ -92,7 +92,8 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
     samplers = {name: memory.PeakSampler(read) for name, read in readers.items()}
     worker.train(settings['slice_s'])
     peaks = {name: sampler.stop() - before[name] for name, sampler in samplers.items()}
-    result = {'losses': worker.losses(), **worker.memory(), 'info': worker.info}
+    result = {'losses': worker.losses(), **worker.memory(), 'info': worker.info,
+              'evaluations_per_step': worker.evaluations_per_step()}
     result['host_rss_growth_bytes'] = peaks['rss']
     result['host_peak_growth_bytes'] = peaks.get('heap', peaks['rss'])
     result['host_measure'] = 'malloc in use' if 'heap' in peaks else 'RSS'

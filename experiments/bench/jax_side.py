@@ -52,8 +52,8 @@ def device_memory() -> dict[str, Any]:
 
 def _timed_calls(call, result, steps_per_call: int, seconds: float) -> tuple[int, float]:
   """(steps, seconds) of calls made until `seconds` have passed (at least one), with at most
-  QUEUED_CALLS of them waiting on the device (dispatch is asynchronous: unbounded, the host would
-  queue far more than a slice's worth), timed until `result()` is ready."""
+  QUEUED_CALLS of them waiting on the device (where dispatch is asynchronous, as on a GPU: unbounded,
+  the host would queue far more than a slice's worth), timed until `result()` is ready."""
   queued: collections.deque = collections.deque()
   started, calls = time.perf_counter(), 0
   while True:
@@ -116,6 +116,9 @@ class JaxSide:
   def train(self, seconds: float) -> tuple[int, float]:
     return _timed_calls(self._call, lambda: self.state, self.k, seconds)
 
+  def evaluations_per_step(self) -> float | None:
+    return None   # one forward and backward pass a step (per network)
+
   def losses(self) -> dict[str, float]:
     sums = jax.device_get(self.metrics)   # summed over the call's K steps
     return {k: float(v) / self.k for k, v in sums.items() if np.ndim(v) == 0}
@@ -138,14 +141,16 @@ class JaxStyleSide:
     self.transfer = style.make_transfer(image_size, self.k)
     self.targets = self.transfer.targets(0)
     self.variable, self.opt_state = self.transfer.start(0)
-    self.last = None
+    self.last, self.iterations, self.evaluations = None, 0, []
     self.info = {'parameters': _count(self.transfer.vgg_params), 'build_s': time.perf_counter() - started,
                  'steps_per_dispatch': self.k, 'dispatch_form': 'fori_loop',
                  'image': list(self.transfer.sizes[0])}
 
   def _call(self):
-    self.variable, self.opt_state, self.last = self.transfer.iterate(
+    self.variable, self.opt_state, self.last, evaluations = self.transfer.iterate(
         self.targets, self.variable, self.opt_state, self.k)
+    self.iterations += self.k
+    self.evaluations.append(evaluations)   # read after the turns, not within them
     return self.last
 
   def warm_up(self) -> None:
@@ -153,12 +158,19 @@ class JaxStyleSide:
     jax.block_until_ready(self._call())
     self.info['first_call_s'] = time.perf_counter() - started
     jax.block_until_ready(self._call())
+    self.iterations, self.evaluations = 0, []   # counted from the timed turns on
 
   def train(self, seconds: float) -> tuple[int, float]:
     return _timed_calls(self._call, lambda: self.variable, self.k, seconds)
 
   def losses(self) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(self.last).items()}
+
+  def evaluations_per_step(self) -> float | None:
+    """Loss evaluations per L-BFGS iteration over the timed turns and the memory pass."""
+    if not self.iterations:
+      return None
+    return float(sum(int(e) for e in jax.device_get(self.evaluations))) / self.iterations
 
   def flops_per_step(self) -> float | None:
     return None   # the L-BFGS line search evaluates a data-dependent number of times

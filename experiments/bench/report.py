@@ -10,6 +10,8 @@ HEADLINE_COLUMNS = ['family', 'batch', 'image', 'gen_jax steps/s', 'PyTorch step
                     'gen_jax first call (s)', 'parameters (gen_jax / PyTorch)']
 SWEEP_COLUMNS = ['family', 'batch', 'image', 'gen_jax ms/step', 'PyTorch ms/step',
                  'speed ratio (gen_jax / PyTorch)', 'gen_jax peak memory', 'PyTorch peak memory']
+EVALUATION_COLUMNS = ['family', 'batch', 'image', 'gen_jax evaluations/step',
+                      'PyTorch evaluations/step', 'speed ratio per evaluation (gen_jax / PyTorch)']
 FLOPS_COLUMNS = ['family', 'batch', 'image', 'XLA GFLOP/step', 'gen_jax TFLOP/s',
                  'PyTorch TFLOP/s (same count)', 'gen_jax % of peak', 'PyTorch % of peak']
 
@@ -63,6 +65,17 @@ def sweep_rows(cases) -> list[list[str]]:
            f"{1000 / c['gen_jax']['median_steps_per_s']:.2f}",
            f"{1000 / c['torch']['median_steps_per_s']:.2f}", _ratio(c),
            peak_memory(c['gen_jax']), peak_memory(c['torch'])] for c in cases]
+
+
+def evaluation_rows(cases) -> list[list[str]]:
+  """Cases whose step evaluates the loss a varying number of times (an L-BFGS iteration)."""
+  rows = []
+  for c in cases:
+    counts = [c[side].get('evaluations_per_step') for side in SIDES]
+    if all(counts):
+      rows.append([c['family'], str(c['batch_size']), _image(c), f'{counts[0]:.2f}',
+                   f'{counts[1]:.2f}', f"{c['ratio'] * counts[0] / counts[1]:.2f}×"])
+  return rows
 
 
 def flops_rows(cases, peak: float) -> list[list[str]]:
@@ -132,6 +145,14 @@ def markdown(record: dict[str, Any]) -> str:
   if by_image:
     lines += ['## Step time as the image grows (convolutional models)', '',
               table(SWEEP_COLUMNS, sweep_rows(by_image))]
+  rows = evaluation_rows(done)
+  if rows:
+    lines += ['## Loss evaluations per step', '',
+              'A step that evaluates the loss and its gradient a varying number of times (an '
+              "L-BFGS iteration: gen_jax's line search may evaluate more than once, the "
+              "tutorial's L-BFGS without one evaluates once) is compared per evaluation too: the "
+              'speed ratio times the evaluations per step of gen_jax over those of PyTorch.', '',
+              table(EVALUATION_COLUMNS, rows)]
   rows = flops_rows([c for c in done if c.get('largest_batch')], s['peak_flops'])
   if rows:
     peak = (f"against a peak of {s['peak_flops'] / 1e12:g} TFLOP/s ({s['peak_flops_name'] or 'as given'})"

@@ -92,6 +92,9 @@ class TorchSide:
   def losses(self) -> dict[str, float]:
     return {k: float(v) for k, v in self.last.items()}
 
+  def evaluations_per_step(self) -> float | None:
+    return None   # one forward and backward pass a step
+
   def memory(self) -> dict[str, Any]:
     return device_memory(self.device)
 
@@ -114,7 +117,7 @@ class TorchStyleSide:
 
     module = families.torch_class(families.FAMILIES['style_transfer'])
     self.runner = module(transfer.vgg_params, transfer.objective, as_torch(content), as_torch(picture))
-    self.last = None
+    self.last, self.iterations, self.evaluations_before = None, 0, 0
     self.info = {'parameters': self.runner.parameter_count(), 'build_s': time.perf_counter() - started}
 
   def warm_up(self) -> None:
@@ -122,6 +125,7 @@ class TorchStyleSide:
     self.runner.run(self.k)
     _sync(self.device)
     self.info['first_call_s'] = time.perf_counter() - started
+    self.evaluations_before = self.runner.evaluations   # counted from the timed turns on
 
   def train(self, seconds: float) -> tuple[int, float]:
     _sync(self.device)
@@ -129,6 +133,7 @@ class TorchStyleSide:
     while True:
       done, self.last = self.runner.run(self.k)
       steps += done
+      self.iterations += done
       if time.perf_counter() - started >= seconds:
         break
     _sync(self.device)
@@ -136,6 +141,11 @@ class TorchStyleSide:
 
   def losses(self) -> dict[str, float]:
     return {k: float(v) for k, v in self.last.items()}
+
+  def evaluations_per_step(self) -> float | None:
+    """Loss evaluations per L-BFGS iteration over the timed turns and the memory pass."""
+    evaluations = self.runner.evaluations - self.evaluations_before
+    return evaluations / self.iterations if self.iterations else None
 
   def memory(self) -> dict[str, Any]:
     return device_memory(self.device)

@@ -81,6 +81,7 @@ class Runner:
     self.objective = objective
     self.image = content.clone().requires_grad_(True)
     self.optimisers: dict[int, torch.optim.LBFGS] = {}
+    self.evaluations = 0   # of the loss and its gradient, over every run
 
   def parameter_count(self) -> int:
     return sum(p.numel() for p in self.model.parameters())
@@ -92,6 +93,7 @@ class Runner:
     losses: dict[str, torch.Tensor] = {}
 
     def closure():
+      self.evaluations += 1
       with torch.no_grad():
         image.clamp_(0, 1)
       optimiser.zero_grad()

@@ -146,26 +146,32 @@ def clamp_and_restart(variable: jax.Array, optimiser_state, optimiser) -> tuple[
 @functools.partial(jax.jit, static_argnames=('objective', 'optimiser_args', 'image_range'))
 def run_iterations(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
                    targets: dict, variable: jax.Array, optimiser_state, count: jax.Array):
-  """`count` optimiser iterations on the image variable, then its losses: one dispatch."""
+  """`count` optimiser iterations on the image variable, then its losses and how many times the
+  iterations evaluated the loss and its gradient (L-BFGS's line search may evaluate several times
+  an iteration): one dispatch."""
   optimiser = make_optimiser(*optimiser_args)
 
   def total(v):
     return sum(objective.parts(vgg_params, targets, to_image(v, image_range)).values())
 
   def iteration(_, carry):
-    v, state = carry
+    v, state, evaluations = carry
     if optimiser_args[0] == 'lbfgs':
+      cached = jnp.isfinite(optax.tree.get(state, 'value'))   # else evaluated here, at v
       value, grad = optax.value_and_grad_from_state(total)(v, state=state)
       updates, state = optimiser.update(grad, state, v, value=value, grad=grad, value_fn=total)
+      evaluations += jnp.where(cached, 0, 1) + optax.tree.get(state, 'num_linesearch_steps')
     else:
       updates, state = optimiser.update(jax.grad(total)(v), state, v)
-    return optax.apply_updates(v, updates), state
+      evaluations += 1
+    return optax.apply_updates(v, updates), state, evaluations
 
-  variable, optimiser_state = lax.fori_loop(0, count, iteration, (variable, optimiser_state))
+  variable, optimiser_state, evaluations = lax.fori_loop(
+      0, count, iteration, (variable, optimiser_state, jnp.zeros((), jnp.int32)))
   if image_range == 'clamp':
     variable, optimiser_state = clamp_and_restart(variable, optimiser_state, optimiser)
   parts = objective.parts(vgg_params, targets, to_image(variable, image_range))
-  return variable, optimiser_state, dict(parts, total=sum(parts.values()))
+  return variable, optimiser_state, dict(parts, total=sum(parts.values())), evaluations
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -270,7 +276,8 @@ class StyleTransfer:
     return variable, state
 
   def iterate(self, targets: dict, variable: jax.Array, optimiser_state, count: int):
-    """`count` iterations in one dispatch → (variable, optimiser state, weighted losses)."""
+    """`count` iterations in one dispatch → (variable, optimiser state, weighted losses, loss
+    evaluations)."""
     return run_iterations(self.objective, self.optimiser_args, self.image_range, self.vgg_params,
                           targets, variable, optimiser_state, jnp.asarray(count, jnp.int32))
 
