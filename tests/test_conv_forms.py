@@ -133,21 +133,23 @@ def test_a_narrow_layer_compiles_to_matrix_products_and_keeps_xla_kernel_gradien
     assert convolutions(lambda x, w: loss(x, w)) == 1   # a new function: jit caches traces
 
 
-@pytest.mark.parametrize('x_shape,features_out,chunks', [
-    ((64, 28, 28, 32), 16, 8),     # the VAE's wide layers
-    ((64, 14, 14, 32), 16, 1),     # smaller images, fewer than 64 features: no gain measured
-    ((64, 28, 28, 1), 16, 1),      # a narrow layer
-    ((64, 28, 28, 32), 1, 1),      # a map to one feature (the VAE decoder's last layer)
-    ((8, 28, 28, 32), 16, 1),      # a single chunk
-    ((12, 28, 28, 32), 16, 1),     # no whole chunks
-    ((64, 16, 16, 64), 16, 8),     # smaller images from 64 features (Pix2Pix's PatchGAN)
-    ((64, 15, 15, 128), 1, 1),     # ... but not its last layer, to one feature
-    ((64, 16, 16, 32), 16, 1),
+@pytest.mark.parametrize('x_shape,features_out,strides,chunks', [
+    ((64, 28, 28, 32), 16, 1, 8),     # the VAE's wide layers
+    ((64, 28, 28, 32), 64, 2, 8),     # ... and its strided one, to 14×14 maps
+    ((64, 16, 16, 64), 128, 1, 8),    # Pix2Pix's PatchGAN, to 15×15 (4×4 kernel)
+    ((64, 14, 14, 64), 128, 2, 1),    # the DCGAN critic's layer, to 7×7 maps: slower in chunks
+    ((64, 8, 8, 128), 128, 1, 1),     # CycleGAN's residual blocks on 8×8 maps: slower in chunks
+    ((64, 28, 28, 1), 16, 1, 1),      # a narrow layer
+    ((64, 28, 28, 32), 1, 1, 1),      # a map to one feature (the VAE decoder's last layer)
+    ((8, 28, 28, 32), 16, 1, 1),      # a single chunk
+    ((12, 28, 28, 32), 16, 1, 1),     # no whole chunks
 ])
-def test_kernel_gradients_of_wide_layers_on_large_images_are_summed_over_chunks(
-    x_shape, features_out, chunks):
-  w_shape = (3, 3, x_shape[-1], features_out)
-  assert conv_forms.kernel_gradient_chunks(_geometry(x_shape, w_shape), x_shape, w_shape) == chunks
+def test_kernel_gradients_of_wide_layers_on_large_maps_are_summed_over_chunks(
+    x_shape, features_out, strides, chunks):
+  kernel = 4 if x_shape[1] in (14, 16) else 3
+  w_shape = (kernel, kernel, x_shape[-1], features_out)
+  geometry = _geometry(x_shape, w_shape, (strides, strides), ((1, 1), (1, 1)))
+  assert conv_forms.kernel_gradient_chunks(geometry, x_shape, w_shape) == chunks
 
 
 def test_a_kernel_gradient_in_chunks_is_laxs():

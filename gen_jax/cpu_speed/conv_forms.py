@@ -22,8 +22,9 @@ same maps as elementwise loops, matrix products and stride-1 convolutions:
   gradient, laid out as the kernel (the transpose would assemble it from padded taps, which XLA
   fuses into each of the optimiser's updates: Pix2Pix's step 346 → 292 ms).
 
-A wide layer's kernel gradient stays XLA's convolution, but on images of 28×28 or more it is summed
-over chunks of 8 images, which XLA's CPU backend computes faster than the whole batch at once.
+A wide layer's kernel gradient stays XLA's convolution, but where its output maps are 14×14 or
+larger it is summed over chunks of 8 images, which XLA's CPU backend computes faster than the whole
+batch at once.
 
 Each map is rewritten by its own shape. A layer's forward pass maps its input features to its
 output features, and its input gradient maps them back, computed as the transpose (vjp) of the
@@ -55,10 +56,10 @@ MAX_TAPS_OUTPUT_FEATURES = 4
 # and the nine or sixteen products take longer to compile (a smoke-sized model's tests).
 MAX_SHIFTED_POSITIONS = 256
 MIN_SHIFTED_FEATURES = 64
-# The kernel gradient of a layer on images this large is summed over chunks of this many images.
+# The kernel gradient of a layer with output maps this large is summed over chunks of this many
+# images.
 KERNEL_GRADIENT_CHUNK = 8
-MIN_CHUNKED_IMAGE_PIXELS = 28 * 28
-MIN_CHUNKED_FEATURES_ON_SMALL_IMAGES = 64   # and, on smaller images, this many input features
+MIN_CHUNKED_OUTPUT_PIXELS = 14 * 14
 
 _NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ('NHWC', 'HWIO', 'NHWC'))
 
@@ -256,18 +257,17 @@ def kernel_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> Ke
 def kernel_gradient_chunks(geometry_: Geometry | None, lhs_shape, rhs_shape) -> int:
   """How many equal batch chunks a layer's kernel gradient is summed over (1: in one piece).
 
-  XLA's CPU kernel gradient of a wide layer on 28×28 images ran faster as a sum over chunks of 8
-  images than in one convolution (experiments/conv_pass_times.py), and no faster for narrow layers
-  or in chunks of 4 (experiments/step_times.py; figures in PERFORMANCE.md). On smaller images it
-  pays from 64 input features (Pix2Pix's PatchGAN layer, 64 → 128 on 16×16); the DCGAN critic's
-  14×14 layer is the same either way. A map to few features (a decoder's or a PatchGAN's last
-  layer) is slower in chunks: its gradient is a thin product that one convolution already fills.
+  XLA's CPU kernel gradient of a layer whose output maps are 14×14 or larger ran faster as a sum
+  over chunks of 8 images than in one convolution (the VAE's layers, Pix2Pix's PatchGAN, CycleGAN's
+  first strided layer), and no faster in chunks of 4 (experiments/step_times.py); on smaller maps
+  (the DCGAN critic's 7×7, U-Net and CycleGAN layers on 8×8 and less) it ran slower in chunks, and
+  so did a map to few features, whose gradient is a thin product that one convolution already
+  fills (figures in PERFORMANCE.md).
   """
   if geometry_ is None or not _rewriting():
     return 1
-  batch, height, width, features_in = lhs_shape
-  large_enough = (height * width >= MIN_CHUNKED_IMAGE_PIXELS
-                  or features_in >= MIN_CHUNKED_FEATURES_ON_SMALL_IMAGES)
+  batch, features_in = lhs_shape[0], lhs_shape[3]
+  large_enough = geometry_.out_size[0] * geometry_.out_size[1] >= MIN_CHUNKED_OUTPUT_PIXELS
   narrow = min(features_in, rhs_shape[3]) <= MAX_TAPS_OUTPUT_FEATURES
   if (narrow or not large_enough
       or batch % KERNEL_GRADIENT_CHUNK or batch == KERNEL_GRADIENT_CHUNK):
