@@ -1,10 +1,11 @@
 """Forward, input-gradient and kernel-gradient times of the models' convolutions.
 
-  python experiments/conv_pass_times.py [--models=vae,dcgan,pix2pix] [--batch=64] [--rounds=8]
+  python experiments/conv_pass_times.py [--models=vae,dcgan,pix2pix,cyclegan] [--batch=64] [--rounds=8]
 
 Where the train steps lose to PyTorch on the CPU: each convolution of the VAE (its encoder's, and
-its decoder's transposed ones), of the DCGAN critic and of Pix2Pix's U-Net and PatchGAN, as the
-modules build them from configs/vae.py, configs/dcgan.py and configs/pix2pix.py, is timed pass by
+its decoder's transposed ones), of the DCGAN critic, of Pix2Pix's U-Net and PatchGAN and of
+CycleGAN's ResNet generator, as the modules build them from configs/vae.py, configs/dcgan.py,
+configs/pix2pix.py and configs/cyclegan.py, is timed pass by
 pass three ways: through gen_jax's layers
 (gen_jax.cpu_speed.convolution, with the forms of gen_jax.cpu_speed.conv_forms, and
 gen_jax.cpu_speed.conv_transpose), through XLA's own (`lax.conv_general_dilated`, flax's
@@ -39,9 +40,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import linen as nn  # noqa: E402
 
-from configs import dcgan, pix2pix, vae  # noqa: E402
+from configs import cyclegan, dcgan, pix2pix, vae  # noqa: E402
 from gen_jax.cpu_speed import compiler_options, host_memory  # noqa: E402
 from gen_jax.evaluation import figures, reports  # noqa: E402
+from gen_jax.models.cyclegan import ResnetGenerator  # noqa: E402
 from gen_jax.models.gan import Discriminator  # noqa: E402
 from gen_jax.models.pix2pix import PatchDiscriminator, UNet  # noqa: E402
 from gen_jax.models.vae import VAE  # noqa: E402
@@ -49,7 +51,7 @@ from gen_jax.cpu_speed import convolution  # noqa: E402
 from gen_jax.cpu_speed.conv_transpose import SubPixelConvTranspose  # noqa: E402
 
 FLAGS = flags.FLAGS
-MODELS = ('vae', 'dcgan', 'pix2pix')
+MODELS = ('vae', 'dcgan', 'pix2pix', 'cyclegan')
 flags.DEFINE_multi_enum('models', ['vae', 'dcgan'], MODELS, 'Models whose convolutions are timed.')
 flags.DEFINE_integer('batch', 64, 'Examples per pass (both benchmarks train with 64).')
 flags.DEFINE_integer('rounds', 8, 'Turns each pass gets.')
@@ -122,7 +124,8 @@ def _recorded_convolutions(model: str, module: nn.Module, *inputs, **options) ->
       padding = layer.padding
       if not isinstance(padding, str):
         padding = tuple(map(tuple, padding))
-      torch_padding = (kernel - 1) // 2 if padding == 'SAME' else padding[0][0]
+      torch_padding = ((kernel - 1) // 2 if padding == 'SAME' else 0 if padding == 'VALID'
+                       else padding[0][0])
       transposed = isinstance(layer, SubPixelConvTranspose)
       if not transposed or stride == 1 or padding == 'SAME':
         layers.append(ConvLayer(f'{model} transposed' if transposed else model, x.shape[1],
@@ -164,12 +167,27 @@ def _pix2pix_layers() -> list[ConvLayer]:
           + _recorded_convolutions('pix2pix patchgan', critic, images, images, train=False))
 
 
+def _cyclegan_layers() -> list[ConvLayer]:
+  """One generator's (its critics are Pix2Pix's PatchGAN without the condition)."""
+  config = cyclegan.get_config()
+  g = config.model.generator
+  images = jnp.zeros((1, config.data.image_size, config.data.image_size, config.data.channels))
+  generator = ResnetGenerator(config.data.channels, g.features, g.num_downsamplings, g.num_blocks,
+                              g.normalisation)
+  return _recorded_convolutions('cyclegan generator', generator, images, train=False)
+
+
 def model_layers(models) -> list[ConvLayer]:
   """The convolutions of the `models`, as their configs build them; the first of each shape."""
-  builders = {'vae': _vae_layers, 'dcgan': _dcgan_layers, 'pix2pix': _pix2pix_layers}
-  layers = [layer for model in models for layer in builders[model]()]
-  unique = {dataclasses.replace(layer, model=''): layer for layer in reversed(layers)}
-  return [layer for layer in layers if layer in unique.values()]
+  builders = {'vae': _vae_layers, 'dcgan': _dcgan_layers, 'pix2pix': _pix2pix_layers,
+              'cyclegan': _cyclegan_layers}
+  layers, shapes = [], set()
+  for layer in (layer for model in models for layer in builders[model]()):
+    shape = dataclasses.replace(layer, model='')
+    if shape not in shapes:
+      shapes.add(shape)
+      layers.append(layer)
+  return layers
 
 
 def jax_passes(layer: ConvLayer, batch: int, side: str) -> dict[str, Callable[[], object]]:

@@ -19,18 +19,19 @@ def _geometry(x_shape, w_shape, strides=(1, 1), padding='SAME', dimensions=DIMEN
                                      dimensions, groups, 1, None)
 
 
-@pytest.mark.parametrize('features_in,features_out,strides,forward,transposed_for_input_gradient', [
-    (1, 32, (1, 1), 'broadcast', 'patches'),   # a 1-channel image into a first layer
-    (1, 64, (2, 2), 'broadcast', 'patches'),   # the DCGAN critic's first layer
-    (32, 1, (1, 1), 'taps', 'taps'),           # an output layer to one channel
-    (64, 4, (1, 1), 'taps', None),             # the DCGAN generator's output phases
-    (4, 32, (1, 1), None, 'patches'),          # the input gradient is a 32→4 map
-    (32, 64, (2, 2), None, 'phases'),          # a wide strided layer
-    (6, 8, (1, 1), None, None),
+@pytest.mark.parametrize('features_in,features_out,kernel,strides,forward,transposed_for_input_gradient', [
+    (1, 32, 3, (1, 1), 'broadcast', 'patches'),   # a 1-channel image into a first layer
+    (1, 64, 3, (2, 2), 'broadcast', 'patches'),   # the DCGAN critic's first layer
+    (32, 1, 3, (1, 1), 'taps', 'taps'),           # an output layer to one channel
+    (32, 1, 7, (1, 1), 'taps', None),             # CycleGAN's 7×7 output layer: 49 taps, XLA's
+    (64, 4, 3, (1, 1), 'taps', None),             # the DCGAN generator's output phases
+    (4, 32, 3, (1, 1), None, 'patches'),          # the input gradient is a 32→4 map
+    (32, 64, 3, (2, 2), None, 'phases'),          # a wide strided layer
+    (6, 8, 3, (1, 1), None, None),
 ])
-def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, strides, forward,
+def test_each_map_takes_the_form_its_shape_wants(features_in, features_out, kernel, strides, forward,
                                                  transposed_for_input_gradient):
-  w_shape = (3, 3, features_in, features_out)
+  w_shape = (kernel, kernel, features_in, features_out)
   x_shape = (2, 32, 32, features_in)   # 512 or more positions: more than the shifted form takes
   geometry = _geometry(x_shape, w_shape, strides)
   assert form_name(conv_forms.forward_form(geometry, x_shape, w_shape)) == forward

@@ -50,6 +50,10 @@ from jax import lax
 
 # Maps to at most this many features are computed in taps form (or as the patches form's transpose).
 MAX_TAPS_OUTPUT_FEATURES = 4
+# A map to one feature takes its input gradient as the taps form's transpose only up to this many
+# taps: the transpose pads and adds one full-size map a tap, which for a 7×7 kernel (CycleGAN's
+# output layer) costs several times XLA's own convolution.
+MAX_TRANSPOSED_TAPS = 16
 # Maps with at most this many output positions (batch × height × width) and at least this many
 # features on either side are computed in shifted form, and so are both their gradients. With more
 # positions XLA's own convolution measured as fast or faster; on narrower maps the gain is small
@@ -209,7 +213,8 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
 
   The transpose of the patches form has the taps structure, and the other way round: a layer with
   few input features gets its input gradient (a map to few features) as the patches form's
-  transpose, and a layer with one output feature (a map from one feature) as the taps form's.
+  transpose, and a layer with one output feature (a map from one feature) as the taps form's, up to
+  a 4×4 kernel.
   Other strided layers whose kernel is not a multiple of the stride get theirs as stride-1
   convolutions, the phases form's transpose; where it is (the DCGAN critic's 4×4 stride 2), XLA's
   own measured as fast. A wide map over few positions gets its input gradient as the shifted form's
@@ -220,7 +225,7 @@ def input_gradient_form(geometry_: Geometry | None, lhs_shape, rhs_shape) -> For
   features_in, features_out = rhs_shape[2:]
   if features_in <= MAX_TAPS_OUTPUT_FEATURES:
     return patches_form(geometry_)
-  if features_out == 1:
+  if features_out == 1 and rhs_shape[0] * rhs_shape[1] <= MAX_TRANSPOSED_TAPS:
     return taps_form(geometry_)
   if _wide_over_few_positions(geometry_, lhs_shape, rhs_shape):
     return shifted_form(geometry_)
