@@ -12,7 +12,6 @@ process had to map afresh). Writes report.json and report.md to --output_dir.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import pathlib
@@ -25,17 +24,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.bench import families, harness  # noqa: E402
+from gen_jax.cpu_speed import host_memory  # noqa: E402
 from gen_jax.evaluation import reports  # noqa: E402
 
-# glibc's mallopt parameters (malloc.h) and the values each setting gives them.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_KEEP = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+_ONE_ARENA = ((host_memory.M_ARENA_MAX, 1),) + host_memory.KEPT_MAPPED
 SETTINGS = {   # name: (mallopt settings, synchronous dispatch)
     'glibc defaults': ((), False),
-    'one arena': (((_M_ARENA_MAX, 1),) + _KEEP, False),
-    'arena per thread': (_KEEP, False),
-    'one arena + synchronous': (((_M_ARENA_MAX, 1),) + _KEEP, True),
-    'arena per thread + synchronous (gen_jax)': (_KEEP, True),
+    'one arena': (_ONE_ARENA, False),
+    'arena per thread': (host_memory.KEPT_MAPPED, False),
+    'one arena + synchronous': (_ONE_ARENA, True),
+    'arena per thread + synchronous (gen_jax)': (host_memory.KEPT_MAPPED, True),
 }
 
 FLAGS = flags.FLAGS
@@ -50,10 +48,8 @@ flags.DEFINE_string('output_dir', 'experiments/results/host_memory_settings',
 def serve_with(setting: str, side: str, family_name: str, settings: dict, connection) -> None:
   """A worker process with `setting` applied before JAX allocates; then the harness's worker."""
   options, synchronous = SETTINGS[setting]
-  libc = ctypes.CDLL('libc.so.6')
-  for parameter, value in options:
-    if libc.mallopt(parameter, value) != 1:
-      raise RuntimeError(f'mallopt({parameter}, {value}) refused')
+  if options and not host_memory.set_allocator(options):
+    raise RuntimeError(f'{setting}: glibc refused mallopt{options} (or the allocator is not glibc\'s)')
   import jax   # noqa: PLC0415
   jax.config.update('jax_cpu_enable_async_dispatch', not synchronous)
   harness.serve(side, family_name, settings, connection)

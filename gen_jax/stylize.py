@@ -194,7 +194,8 @@ def _optimise(config, workdir: pathlib.Path, transfer: family.StyleTransfer,
       stop = _next_stop(step, config, transfer)
       variable, optimiser_state, losses, evaluations = transfer.iterate(
           targets, variable, optimiser_state, stop - step)
-      losses = {k: float(v) for k, v in jax.device_get(losses).items()}
+      losses, evaluations = jax.device_get((losses, evaluations))   # one transfer for both
+      losses = {k: float(v) for k, v in losses.items()}
       if not all(math.isfinite(v) for v in losses.values()):
         raise TrainingDiverged(f'style transfer diverged by iteration {stop}: {losses}; the last '
                                f'checkpoint is iteration {checkpoints.latest_step()}')

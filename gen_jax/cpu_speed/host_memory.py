@@ -24,18 +24,24 @@ from __future__ import annotations
 import ctypes
 import platform
 
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
+# glibc's mallopt parameters (malloc.h). M_ARENA_MAX stays glibc's (an arena per thread); it is
+# named for experiments/host_memory_settings.py, which compares the alternatives.
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+KEPT_MAPPED = ((M_MMAP_MAX, 0),                 # no block of its own mapping, however large
+               (M_TRIM_THRESHOLD, 2**31 - 1))   # never give a heap's top back
+
+
+def set_allocator(settings) -> bool:
+  """glibc's `mallopt(parameter, value)` for each pair; False where the allocator is not glibc's or
+  refused one."""
+  if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+    return False
+  libc = ctypes.CDLL('libc.so.6')
+  return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
 
 
 def keep_step_memory_mapped() -> bool:
   """Applies both settings; returns False where the allocator is not glibc's (dispatch still set)."""
   import jax   # noqa: PLC0415 (importing JAX does not start its backend)
   jax.config.update('jax_cpu_enable_async_dispatch', False)
-  if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
-    return False
-  libc = ctypes.CDLL('libc.so.6')
-  settings = ((_M_MMAP_MAX, 0),                 # no block of its own mapping, however large
-              (_M_TRIM_THRESHOLD, 2**31 - 1))   # never give a heap's top back
-  return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
+  return set_allocator(KEPT_MAPPED)
