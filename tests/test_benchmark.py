@@ -1,4 +1,5 @@
-"""experiments/benchmark.py: one tiny case end to end, the sweep's plan, and the PyTorch VAE twin.
+"""experiments/benchmark.py: one tiny case end to end, the sweep's plan, and the PyTorch VAE twin;
+experiments/pix2pix_quality.py end to end.
 
 PyTorch is the optional `bench` extra, not a CI dependency: without it these tests are skipped.
 """
@@ -38,6 +39,24 @@ def test_one_tiny_case_writes_the_table_with_its_columns(tmp_path):
   # Never over an earlier report.
   again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert again.returncode != 0 and 'already holds a report' in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT.parent / 'shared' / 'data' / 'mnist').is_dir(),
+                    reason='needs MNIST in ../shared/data/mnist')
+def test_pix2pix_quality_trains_both_sides_on_the_edges_task_and_scores_their_translations(tmp_path):
+  out = tmp_path / 'quality'
+  subprocess.run([sys.executable, 'experiments/pix2pix_quality.py', '--budget_s=2', '--slice_s=1',
+                  '--num_holdout=64', f'--output_dir={out}'],
+                 cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+  record = json.loads((out / 'report.json').read_text())
+  assert record['num_holdout'] == 64 and record['batches'] == 125   # 8,000 training pairs
+  for side in record['sides'].values():
+    assert side['steps'] > 0
+    assert side['after']['l1'] < side['before']['l1']   # L1 × 100 dominates the first steps
+    assert side['after']['psnr'] > side['before']['psnr']
+  assert record['ratio'] > 0 and (out / 'translations.png').stat().st_size > 0
+  assert 'held-out L1' in (out / 'report.md').read_text()
 
 
 def test_the_plan_sweeps_batches_and_images_smallest_first():

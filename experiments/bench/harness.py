@@ -79,12 +79,12 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
   readers = {'rss': memory.rss_bytes, **({'heap': memory.heap_bytes} if heap else {})}
   worker, before, cases = None, {}, 0
 
-  def build(batch_size, image_size):
+  def build(batch_size, image_size, batches=None):
     nonlocal worker, before, cases
     worker, cases = None, cases + 1
     gc.collect()
     before = {name: read() for name, read in readers.items()}
-    worker = maker(family, batch_size, image_size, settings)
+    worker = maker(family, batch_size, image_size, settings, batches)
     return worker.info
 
   def finish():
@@ -102,7 +102,8 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
 
   commands = {'build': build, 'warm_up': lambda: worker.warm_up(),
               'train': lambda seconds: worker.train(seconds), 'finish': finish,
-              'flops': lambda: worker.flops_per_step()}
+              'flops': lambda: worker.flops_per_step(),
+              'translate': lambda inputs: worker.translate(inputs)}
   connection.send(('ok', info))
   while (message := connection.recv())[0] != 'stop':
     command, arguments = message

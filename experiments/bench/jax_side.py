@@ -70,7 +70,8 @@ def _timed_calls(call, result, steps_per_call: int, seconds: float) -> tuple[int
 class JaxSide:
   """A family's train step; see the module docstring."""
 
-  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict):
+  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict,
+               batches: list[dict[str, np.ndarray]] | None = None):
     started = time.perf_counter()
     self.config = family.build_config(batch_size, image_size)
     shape = (image_size, image_size, 1)
@@ -79,8 +80,10 @@ class JaxSide:
     self.family = registry.get(self.config.model.name)(self.config, spec)
     self.mesh = parallel.make_mesh(1)
     self.k = settings['steps_per_dispatch']
-    host = family.host_batches(batch_size, image_size, self.k * settings['batch_groups'],
-                               settings['seed'])
+    host = batches or family.host_batches(batch_size, image_size,
+                                          self.k * settings['batch_groups'], settings['seed'])
+    if len(host) % self.k:
+      raise ValueError(f'{len(host)} batches do not make calls of K={self.k} steps each')
     self.groups = [dispatch.put_batches(host[i:i + self.k], self.mesh)
                    for i in range(0, len(host), self.k)]
     self.first_batch = jax.device_put(host[0])
@@ -129,6 +132,11 @@ class JaxSide:
 
   def memory(self) -> dict[str, Any]:
     return device_memory()
+
+  def translate(self, inputs: np.ndarray) -> np.ndarray:
+    """A translation family's outputs in [0, 1] for (N, H, W, C) `inputs` in [0, 1], as its
+    evaluation makes them (BatchNorm's running averages, no dropout)."""
+    return self.family.translate(self.state, inputs, jax.random.PRNGKey(0), dropout=False)
 
 
 class JaxStyleSide:
@@ -179,6 +187,12 @@ class JaxStyleSide:
     return device_memory()
 
 
-def make(family: families.Family, batch_size: int, image_size: int, settings: dict):
-  side = JaxStyleSide if family.kind == 'style' else JaxSide
-  return side(family, batch_size, image_size, settings)
+def make(family: families.Family, batch_size: int, image_size: int, settings: dict,
+         batches: list[dict[str, np.ndarray]] | None = None):
+  """The family's side at (batch_size, image_size), trained on `batches` when given (a multiple of
+  K of them, cycled), else on the family's random ones."""
+  if family.kind == 'style':
+    if batches:
+      raise ValueError('style transfer trains on its pictures, not on batches')
+    return JaxStyleSide(family, batch_size, image_size, settings)
+  return JaxSide(family, batch_size, image_size, settings, batches)

@@ -44,7 +44,8 @@ def describe(device: torch.device) -> dict[str, Any]:
 class TorchSide:
   """A family's `Trainer`; see the module docstring."""
 
-  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict):
+  def __init__(self, family: families.Family, batch_size: int, image_size: int, settings: dict,
+               batches: list[dict[str, np.ndarray]] | None = None):
     started = time.perf_counter()
     self.device = pick_device(settings['torch_device'])
     if self.device.type == 'cuda':
@@ -53,8 +54,8 @@ class TorchSide:
     config = family.build_config(batch_size, image_size)
     self.trainer = families.torch_class(family)(config, (image_size, image_size, 1), self.device)
     count = settings['steps_per_dispatch'] * settings['batch_groups']
-    self.batches = [{k: self._tensor(v) for k, v in batch.items()}
-                    for batch in family.host_batches(batch_size, image_size, count, settings['seed'])]
+    host = batches or family.host_batches(batch_size, image_size, count, settings['seed'])
+    self.batches = [{k: self._tensor(v) for k, v in batch.items()} for batch in host]
     self.steps, self.last = 0, None
     self.info = {'parameters': self.trainer.parameter_count(), 'build_s': time.perf_counter() - started}
 
@@ -97,6 +98,11 @@ class TorchSide:
 
   def memory(self) -> dict[str, Any]:
     return device_memory(self.device)
+
+  def translate(self, inputs: np.ndarray) -> np.ndarray:
+    """The twin's translations in [0, 1] of (N, H, W, C) `inputs` in [0, 1] (its `translate`)."""
+    outputs = self.trainer.translate(self._tensor(inputs))
+    return outputs.permute(0, 2, 3, 1).cpu().numpy()
 
 
 class TorchStyleSide:
@@ -151,6 +157,11 @@ class TorchStyleSide:
     return device_memory(self.device)
 
 
-def make(family: families.Family, batch_size: int, image_size: int, settings: dict):
-  side = TorchStyleSide if family.kind == 'style' else TorchSide
-  return side(family, batch_size, image_size, settings)
+def make(family: families.Family, batch_size: int, image_size: int, settings: dict,
+         batches: list[dict[str, np.ndarray]] | None = None):
+  """As jax_side.make."""
+  if family.kind == 'style':
+    if batches:
+      raise ValueError('style transfer trains on its pictures, not on batches')
+    return TorchStyleSide(family, batch_size, image_size, settings)
+  return TorchSide(family, batch_size, image_size, settings, batches)

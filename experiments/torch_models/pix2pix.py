@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from experiments import torch_models
+from gen_jax.evaluation.translations import TRANSLATION_BATCH
 from gen_jax.models.pix2pix import DROPOUT_RATE
 
 LEAKY_SLOPE = 0.2
@@ -118,3 +119,14 @@ class Trainer:
     g_loss.backward()
     self.optimizer_g.step()
     return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach(), 'l1': l1.detach() / 2}
+
+  @torch.no_grad()
+  def translate(self, inputs: torch.Tensor) -> torch.Tensor:
+    """Translations in [0, 1] of (N, C, H, W) `inputs` in [0, 1], as gen_jax evaluates them:
+    BatchNorm on its running averages, no dropout, TRANSLATION_BATCH at a time."""
+    self.generator.eval()
+    try:
+      outputs = torch.cat([self.generator(part * 2 - 1) for part in inputs.split(TRANSLATION_BATCH)])
+    finally:
+      self.generator.train()
+    return ((outputs + 1) / 2).clamp(0, 1)
