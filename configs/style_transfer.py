@@ -19,12 +19,18 @@ Layers and weights are the paper's: content at conv4_2, style at conv1_1 … con
 weights; average pooling, which the paper prefers for synthesis. Content 1, style 1e6 (the
 PyTorch tutorial's balance for torchvision's features; Keras features are rescaled to the same
 scale, `gen_jax.data.vgg19_weights.FEATURE_SCALE`), a little total variation against pixel noise.
-L-BFGS with optax's zoom line search, 20 iterations a compiled dispatch. Two scales: 150
+L-BFGS with optax's zoom line search, 20 iterations between returns to the host. Two scales: 150
 iterations at half size settle the layout, the rest at full size (longer side 256) add detail.
 Pixels are kept in [0, 1] by optimising their logits (`image_range = sigmoid`): clamping them
 between dispatches instead (`clamp`, as PyTorch's tutorial clamps) throws away L-BFGS's memory and
 part of its progress each time; on the default transfer at 64 pixels (one scale, random filters),
 80 iterations reached a total loss of 0.39 with logits and 0.99 with the clamp.
+
+`optimiser.line_search=none` is the tutorial's `torch.optim.LBFGS`: a fixed step, one loss
+evaluation an iteration, more than twice the iterations per second on the CPU; pair it with
+`image_range=clamp`, as the tutorial does. It ends at a higher loss than the default in less
+than half the time, and with logits the fixed step stalls, so the default keeps the line search
+(PERFORMANCE.md has the runs).
 
 `:smoke` is a run of seconds for tests: 32 pixels, layers up to conv2_1, a few iterations.
 """
@@ -66,10 +72,12 @@ def get_config(argument: str | None = None) -> ml_collections.ConfigDict:
 
   o = config.optimiser = ml_collections.ConfigDict()
   o.name = 'lbfgs'                   # lbfgs | adam
+  o.line_search = 'zoom'             # L-BFGS's: zoom (optax's) | none (PyTorch's: steps of 1)
   o.memory_size = 10                 # L-BFGS's curvature pairs
   o.learning_rate = 0.02             # Adam's (L-BFGS's line search sets its own step)
   o.coarse_iterations = 150          # iterations at each coarser scale
-  o.iterations_per_dispatch = 20     # iterations a compiled call runs before returning
+  o.iterations_per_dispatch = 20     # iterations between returns to the host (logs, checkpoints)
+  o.dispatch_form = 'auto'           # auto | loop (one compiled call) | calls (one per iteration)
 
   t = config.train = ml_collections.ConfigDict()
   t.num_steps = 450                  # optimiser iterations over every scale

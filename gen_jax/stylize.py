@@ -97,6 +97,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config_checks.require_number(config, f'model.{kind}_weight', low=0.0)
   config_checks.require_number(config, 'model.tv_weight', low=0.0)
   config_checks.require_choice(config, 'optimiser.name', family.OPTIMISERS)
+  config_checks.require_choice(config, 'optimiser.line_search', family.LINE_SEARCHES)
+  config_checks.require_choice(config, 'optimiser.dispatch_form', family.DISPATCH_FORMS)
   config_checks.require_number(config, 'optimiser.learning_rate', low=0.0, low_inclusive=False)
   config_checks.require_int(config, 'optimiser.memory_size', minimum=1, maximum=100)
   coarse = config_checks.require_int(config, 'optimiser.coarse_iterations', minimum=1)

@@ -12,9 +12,13 @@ config once (`StyleTransfer`) and holds the optimisation:
   `style_weight` and `tv_weight`. Several style images are blended by blending their Gram
   matrices with the normalised `style_weights`: the gradient is exactly that of the weighted sum
   of the per-style losses (the two differ by a constant).
-- Optimiser: optax's L-BFGS with its zoom line search (the default; `optax.lbfgs`), or Adam. A
-  jit-compiled `lax.fori_loop` runs K iterations a dispatch (K is an argument, not a constant of
-  the compiled program: every dispatch length shares one compilation).
+- Optimiser: L-BFGS, with optax's zoom line search (`optax.lbfgs`) or with none (PyTorch's
+  `torch.optim.LBFGS` as the course runs it: a fixed step, one loss evaluation an iteration;
+  `gen_jax.runtime.lbfgs`), or Adam. A dispatch runs K iterations, on accelerators as a compiled
+  `lax.fori_loop` (K is an argument, not a constant of the program: every dispatch length shares
+  one compilation); on the CPU as K calls of one compiled iteration, because XLA's CPU backend
+  runs convolutions inside a loop body through a slower path (a line search's evaluations stay
+  inside its loop: there the fixed step pays most).
 - The image's range: `sigmoid` optimises logits, image = sigmoid(logits): always in (0, 1), a
   smooth unconstrained problem whose L-BFGS memory stays valid throughout; its cost is that pixels
   near black or white move slowly (a flat sigmoid), so starting pixels are kept in [0.01, 0.99].
@@ -51,8 +55,11 @@ from gen_jax.data import vgg19_weights
 from gen_jax.data.dataset import DataError
 from gen_jax.models import style_transfer as vgg
 from gen_jax.objectives import style_losses
+from gen_jax.runtime import lbfgs
 
 OPTIMISERS = ('lbfgs', 'adam')
+LINE_SEARCHES = ('zoom', 'none')          # L-BFGS's: optax's zoom search | a fixed step (PyTorch's)
+DISPATCH_FORMS = ('auto', 'loop', 'calls')   # auto: calls on the CPU, a loop elsewhere
 IMAGE_RANGES = ('clamp', 'sigmoid')
 FEATURES = ('auto', 'random') + vgg19_weights.FORMATS
 INITS = ('content', 'noise')   # or a picture (a path or skimage:<name>)
@@ -129,10 +136,13 @@ def from_image(image: jax.Array, image_range: str) -> jax.Array:
   return jnp.asarray(image, jnp.float32)
 
 
-def make_optimiser(name: str, learning_rate: float, memory_size: int) -> optax.GradientTransformation:
-  if name == 'lbfgs':   # no learning rate: the zoom line search chooses each step's length
+def make_optimiser(name: str, learning_rate: float, memory_size: int,
+                   line_search: str) -> optax.GradientTransformation:
+  if name == 'adam':
+    return optax.adam(learning_rate)
+  if line_search == 'zoom':   # no learning rate: the line search chooses each step's length
     return optax.lbfgs(memory_size=memory_size)
-  return optax.adam(learning_rate)
+  return lbfgs.fixed_step_lbfgs(memory_size)   # PyTorch's step length, 1
 
 
 def clamp_and_restart(variable: jax.Array, optimiser_state, optimiser) -> tuple[jax.Array, object]:
@@ -143,35 +153,42 @@ def clamp_and_restart(variable: jax.Array, optimiser_state, optimiser) -> tuple[
   return clamped, jax.tree.map(lambda new, old: jnp.where(moved, new, old), fresh, optimiser_state)
 
 
-@functools.partial(jax.jit, static_argnames=('objective', 'optimiser_args', 'image_range'))
-def run_iterations(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
-                   targets: dict, variable: jax.Array, optimiser_state, count: jax.Array):
-  """`count` optimiser iterations on the image variable, then its losses and how many times the
-  iterations evaluated the loss and its gradient (L-BFGS's line search may evaluate several times
-  an iteration): one dispatch."""
+def _iteration(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+               targets: dict, carry: tuple) -> tuple:
+  """One optimiser iteration: (variable, optimiser state, loss evaluations so far) → the next.
+  L-BFGS's line search may evaluate the loss and its gradient several times an iteration."""
   optimiser = make_optimiser(*optimiser_args)
+  v, state, evaluations = carry
 
   def total(v):
     return sum(objective.parts(vgg_params, targets, to_image(v, image_range)).values())
 
-  def iteration(_, carry):
-    v, state, evaluations = carry
-    if optimiser_args[0] == 'lbfgs':
-      cached = jnp.isfinite(optax.tree.get(state, 'value'))   # else evaluated here, at v
-      value, grad = optax.value_and_grad_from_state(total)(v, state=state)
-      updates, state = optimiser.update(grad, state, v, value=value, grad=grad, value_fn=total)
-      evaluations += jnp.where(cached, 0, 1) + optax.tree.get(state, 'num_linesearch_steps')
-    else:
-      updates, state = optimiser.update(jax.grad(total)(v), state, v)
-      evaluations += 1
-    return optax.apply_updates(v, updates), state, evaluations
+  if optimiser_args[0] == 'lbfgs' and optimiser_args[3] == 'zoom':
+    cached = jnp.isfinite(optax.tree.get(state, 'value'))   # else evaluated here, at v
+    value, grad = optax.value_and_grad_from_state(total)(v, state=state)
+    updates, state = optimiser.update(grad, state, v, value=value, grad=grad, value_fn=total)
+    evaluations += jnp.where(cached, 0, 1) + optax.tree.get(state, 'num_linesearch_steps')
+  else:
+    updates, state = optimiser.update(jax.grad(total)(v), state, v)
+    evaluations += 1
+  return optax.apply_updates(v, updates), state, evaluations
 
-  variable, optimiser_state, evaluations = lax.fori_loop(
-      0, count, iteration, (variable, optimiser_state, jnp.zeros((), jnp.int32)))
+
+def _iterations(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+                targets: dict, carry: tuple, count: jax.Array) -> tuple:
+  """`count` iterations in one loop (`count` traced: every dispatch length shares a program)."""
+  return lax.fori_loop(0, count, lambda _, carry: _iteration(
+      objective, optimiser_args, image_range, vgg_params, targets, carry), carry)
+
+
+def _end_dispatch(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+                  targets: dict, variable: jax.Array, optimiser_state):
+  """What closes a dispatch: the clamp (and restart) of the `clamp` range, and the losses."""
   if image_range == 'clamp':
-    variable, optimiser_state = clamp_and_restart(variable, optimiser_state, optimiser)
+    variable, optimiser_state = clamp_and_restart(variable, optimiser_state,
+                                                  make_optimiser(*optimiser_args))
   parts = objective.parts(vgg_params, targets, to_image(variable, image_range))
-  return variable, optimiser_state, dict(parts, total=sum(parts.values())), evaluations
+  return variable, optimiser_state, dict(parts, total=sum(parts.values()))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -212,8 +229,17 @@ class StyleTransfer:
         tuple(m.style_layers), _normalised(m.style_layer_weights, len(m.style_layers)),
         float(m.content_weight), float(m.style_weight), float(m.tv_weight), weights_format,
         m.pooling)
-    self.optimiser_args = (o.name, float(o.learning_rate), int(o.memory_size))
+    self.optimiser_args = (o.name, float(o.learning_rate), int(o.memory_size), o.line_search)
     self.optimiser = make_optimiser(*self.optimiser_args)
+    self.dispatch_form = o.dispatch_form
+    if self.dispatch_form == 'auto':
+      self.dispatch_form = 'calls' if jax.default_backend() == 'cpu' else 'loop'
+    # VGG's weights are fixed for the whole transfer: compiled into the programs as constants,
+    # they are laid out for the convolutions once, not at every evaluation (PERFORMANCE.md).
+    fixed = (self.objective, self.optimiser_args, config.image_range, vgg_params)
+    self._one_iteration = jax.jit(functools.partial(_iteration, *fixed))
+    self._iterations = jax.jit(functools.partial(_iterations, *fixed))
+    self._end_dispatch = jax.jit(functools.partial(_end_dispatch, *fixed))
     self.image_range = config.image_range
     self.preserve_colour = config.preserve_colour
     self.blend = _normalised(config.style_weights, len(styles))
@@ -277,9 +303,16 @@ class StyleTransfer:
 
   def iterate(self, targets: dict, variable: jax.Array, optimiser_state, count: int):
     """`count` iterations in one dispatch → (variable, optimiser state, weighted losses, loss
-    evaluations)."""
-    return run_iterations(self.objective, self.optimiser_args, self.image_range, self.vgg_params,
-                          targets, variable, optimiser_state, jnp.asarray(count, jnp.int32))
+    evaluations), all on the device."""
+    carry = (variable, optimiser_state, jnp.zeros((), jnp.int32))
+    if self.dispatch_form == 'loop':
+      carry = self._iterations(targets, carry, jnp.asarray(count, jnp.int32))
+    else:
+      for _ in range(count):
+        carry = self._one_iteration(targets, carry)
+    variable, optimiser_state, evaluations = carry
+    variable, optimiser_state, losses = self._end_dispatch(targets, variable, optimiser_state)
+    return variable, optimiser_state, losses, evaluations
 
   def optimised_image(self, variable: jax.Array) -> np.ndarray:
     """What the optimiser sees: (H, W, 3) RGB or (H, W, 1) luminance, in [0, 1]."""
