@@ -29,8 +29,8 @@ part of its progress each time; on the default transfer at 64 pixels (one scale,
 `optimiser.line_search=none` is the tutorial's `torch.optim.LBFGS`: a fixed step, one loss
 evaluation an iteration, more than twice the iterations per second on the CPU; pair it with
 `image_range=clamp`, as the tutorial does. It ends at a higher loss than the default in less
-than half the time, and with logits the fixed step stalls, so the default keeps the line search
-(PERFORMANCE.md has the runs).
+time, and with logits the fixed step stalls, so the default keeps the line search (PERFORMANCE.md
+has the runs).
 
 `:smoke` is a run of seconds for tests: 32 pixels, layers up to conv2_1, a few iterations.
 """

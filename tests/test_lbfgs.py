@@ -1,4 +1,5 @@
-"""gen_jax.runtime.lbfgs: L-BFGS with a fixed step, PyTorch's `torch.optim.LBFGS` defaults."""
+"""gen_jax.runtime.lbfgs: L-BFGS with a fixed step (PyTorch's `torch.optim.LBFGS` defaults), and
+optax's L-BFGS with the unit step tried outside its line search's loop."""
 
 import chex
 import jax
@@ -121,3 +122,35 @@ def test_the_iterates_are_pytorchs():
   optimiser.step(closure)
   assert optimiser.state[theirs]['n_iter'] == 25
   np.testing.assert_allclose(np.asarray(x), theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def run_with_line_search(f, x, optimiser, iterations: int):
+  """optax's L-BFGS loop (value and gradient reused from the line search's state)."""
+  value_and_grad = optax.value_and_grad_from_state(f)
+
+  @jax.jit
+  def step(x, state):
+    value, grad = value_and_grad(x, state=state)
+    updates, state = optimiser.update(grad, state, x, value=value, grad=grad, value_fn=f)
+    return optax.apply_updates(x, updates), state, optax.tree.get(state, 'num_linesearch_steps')
+
+  state, evaluations = optimiser.init(x), []
+  for _ in range(iterations):
+    x, state, count = step(x, state)
+    evaluations.append(int(count))
+  return x, evaluations
+
+
+# At these scales the unit step fails the strong Wolfe test in some iterations (at 0.1 once where
+# optax's search accepts it anyway, by its approximate test): the search then runs as optax's.
+@pytest.mark.parametrize('scale', [0.1, 3.0])
+def test_trying_the_unit_step_first_follows_optax_lbfgs(scale):
+  f, start = quartic_problem(4)
+  scaled = lambda x: f(scale * x)   # noqa: E731
+  ours, our_counts = run_with_line_search(scaled, jnp.asarray(start), lbfgs.unit_step_first_lbfgs(5), 12)
+  theirs, their_counts = run_with_line_search(scaled, jnp.asarray(start), optax.lbfgs(memory_size=5), 12)
+  chex.assert_trees_all_close(ours, theirs, rtol=1e-5, atol=1e-6)
+  # The same search, plus the trial made outside it whenever the unit step was not kept.
+  assert all(o in (t, t + 1) for o, t in zip(our_counts, their_counts))
+  assert any(o == t + 1 for o, t in zip(our_counts, their_counts))
+  assert sum(o == 1 for o in our_counts) >= 8   # mostly the unit step, kept outside the loop

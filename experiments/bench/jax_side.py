@@ -151,7 +151,7 @@ class JaxStyleSide:
     self.variable, self.opt_state = self.transfer.start(0)
     self.last, self.iterations, self.evaluations = None, 0, []
     self.info = {'parameters': _count(self.transfer.vgg_params), 'build_s': time.perf_counter() - started,
-                 'steps_per_dispatch': self.k, 'dispatch_form': 'fori_loop',
+                 'steps_per_dispatch': self.k, 'dispatch_form': self.transfer.dispatch_form,
                  'image': list(self.transfer.sizes[0])}
 
   def _call(self):
@@ -181,7 +181,7 @@ class JaxStyleSide:
     return float(sum(int(e) for e in jax.device_get(self.evaluations))) / self.iterations
 
   def flops_per_step(self) -> float | None:
-    return None   # the L-BFGS line search evaluates a data-dependent number of times
+    return None   # with a line search, an iteration evaluates a data-dependent number of times
 
   def memory(self) -> dict[str, Any]:
     return device_memory()

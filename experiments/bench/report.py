@@ -148,10 +148,10 @@ def markdown(record: dict[str, Any]) -> str:
   rows = evaluation_rows(done)
   if rows:
     lines += ['## Loss evaluations per step', '',
-              'A step that evaluates the loss and its gradient a varying number of times (an '
-              "L-BFGS iteration: gen_jax's line search may evaluate more than once, the "
-              "tutorial's L-BFGS without one evaluates once) is compared per evaluation too: the "
-              'speed ratio times the evaluations per step of gen_jax over those of PyTorch.', '',
+              'A step that may evaluate the loss and its gradient a varying number of times (an '
+              'L-BFGS iteration with a line search; without one, as both sides run it now, once) '
+              'is compared per evaluation too: the speed ratio times the evaluations per step of '
+              'gen_jax over those of PyTorch.', '',
               table(EVALUATION_COLUMNS, rows)]
   rows = flops_rows([c for c in done if c.get('largest_batch')], s['peak_flops'])
   if rows:

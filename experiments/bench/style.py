@@ -1,7 +1,8 @@
 """The style transfer both sides run: configs/style_transfer.py made comparable with PyTorch's
 tutorial (one scale, max pooling, no total variation, pixels clamped to [0, 1] as the tutorial
-clamps them, L-BFGS without a line search as `torch.optim.LBFGS` runs it) on VGG19 with RANDOM filters (no download; the speed does not depend on the filters'
-values): skimage's chelsea painted with coffee, the content fitted to `size` pixels."""
+clamps them, L-BFGS without a line search as `torch.optim.LBFGS` runs it) on VGG19 with RANDOM
+filters (no download; the speed does not depend on the filters' values): skimage's chelsea
+painted with coffee, the content fitted to `size` pixels."""
 
 from __future__ import annotations
 

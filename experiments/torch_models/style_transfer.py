@@ -4,8 +4,8 @@ The VGG19 layers (from gen_jax's parameters, so both sides have the same filters
 nn.Sequential with loss taps after the content and style layers, torchvision's input
 normalisation, `torch.optim.LBFGS([image])` (learning rate 1, no line search: one loss evaluation
 an iteration) stepped with a closure that clamps the image before each evaluation. gen_jax's side
-(`gen_jax.families.style_transfer`) runs optax's L-BFGS with its zoom line search, so the two do
-the same number of iterations, not of loss evaluations.
+(experiments/bench/style.py) runs the same optimiser (`optimiser.line_search=none`); it clamps at
+the end of each dispatch instead, restarting L-BFGS's memory when that moved a pixel.
 """
 
 from __future__ import annotations

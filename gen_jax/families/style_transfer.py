@@ -12,13 +12,13 @@ config once (`StyleTransfer`) and holds the optimisation:
   `style_weight` and `tv_weight`. Several style images are blended by blending their Gram
   matrices with the normalised `style_weights`: the gradient is exactly that of the weighted sum
   of the per-style losses (the two differ by a constant).
-- Optimiser: L-BFGS, with optax's zoom line search (`optax.lbfgs`) or with none (PyTorch's
-  `torch.optim.LBFGS` as the course runs it: a fixed step, one loss evaluation an iteration;
-  `gen_jax.runtime.lbfgs`), or Adam. A dispatch runs K iterations, on accelerators as a compiled
-  `lax.fori_loop` (K is an argument, not a constant of the program: every dispatch length shares
-  one compilation); on the CPU as K calls of one compiled iteration, because XLA's CPU backend
-  runs convolutions inside a loop body through a slower path (a line search's evaluations stay
-  inside its loop: there the fixed step pays most).
+- Optimiser: L-BFGS, with optax's zoom line search (`optax.lbfgs`, its first trial taken outside
+  the search's loop) or with none (PyTorch's `torch.optim.LBFGS` as the course runs it: a fixed
+  step, one loss evaluation an iteration); both from `gen_jax.runtime.lbfgs`; or Adam. A dispatch
+  runs K iterations, on accelerators as a compiled `lax.fori_loop` (K is an argument, not a
+  constant of the program: every dispatch length shares one compilation); on the CPU as K calls
+  of one compiled iteration, because XLA's CPU backend runs convolutions inside a loop body
+  through a slower path.
 - The image's range: `sigmoid` optimises logits, image = sigmoid(logits): always in (0, 1), a
   smooth unconstrained problem whose L-BFGS memory stays valid throughout; its cost is that pixels
   near black or white move slowly (a flat sigmoid), so starting pixels are kept in [0.01, 0.99].
@@ -141,7 +141,7 @@ def make_optimiser(name: str, learning_rate: float, memory_size: int,
   if name == 'adam':
     return optax.adam(learning_rate)
   if line_search == 'zoom':   # no learning rate: the line search chooses each step's length
-    return optax.lbfgs(memory_size=memory_size)
+    return lbfgs.unit_step_first_lbfgs(memory_size)
   return lbfgs.fixed_step_lbfgs(memory_size)   # PyTorch's step length, 1
 
 

@@ -1,12 +1,14 @@
-"""L-BFGS with a fixed step length and no line search: the algorithm of PyTorch's
-`torch.optim.LBFGS` with its defaults, which the course's style transfer runs.
+"""L-BFGS in two forms that keep the loss's evaluations out of loop bodies, where XLA's CPU
+backend runs convolutions through a slower path (PERFORMANCE.md):
 
-One evaluation of the loss and its gradient an iteration, made by the caller before `update`, and
-no loop inside the update: on XLA's CPU backend a line search's evaluations run inside a loop
-body, where convolutions take a slower path (PERFORMANCE.md), so this form keeps every
-evaluation in straight-line code.
+- `fixed_step_lbfgs`: no line search, the algorithm of PyTorch's `torch.optim.LBFGS` with its
+  defaults, which the course's style transfer runs: one evaluation of the loss and its gradient
+  an iteration, made by the caller before `update`.
+- `unit_step_first_lbfgs`: optax's L-BFGS with its zoom line search, whose first trial, the unit
+  step, is evaluated in straight-line code and accepted when it meets the strong Wolfe
+  conditions; only when it does not does the zoom search (in its loop) take over.
 
-The direction is the two-loop recursion over the newest `memory_size` curvature pairs
+The fixed step's direction is the two-loop recursion over the newest `memory_size` curvature pairs
 (s = x_k − x_{k−1}, y = g_k − g_{k−1}), from an identity scaled by y·s / y·y of the newest pair.
 Without a line search nothing enforces y·s > 0, which keeps the estimate positive definite: a
 pair with y·s ≤ `curvature_floor` is not stored, as PyTorch does. The step is `learning_rate`
@@ -21,9 +23,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 from jax.flatten_util import ravel_pytree
 
 CURVATURE_FLOOR = 1e-10   # PyTorch's threshold on y·s
+# optax.lbfgs's zoom line search: its constants of sufficient decrease and curvature, its budget.
+SLOPE_RTOL, CURVATURE_RTOL, MAX_LINESEARCH_STEPS = 1e-4, 0.9, 20
 
 
 class FixedStepLBFGSState(NamedTuple):
@@ -93,3 +98,46 @@ def fixed_step_lbfgs(memory_size: int = 10, learning_rate: float = 1.0,
     return unravel(-step_length * r), new_state
 
   return optax.GradientTransformation(init, update)
+
+
+def unit_step_first(line_search: optax.GradientTransformationExtraArgs,
+                    slope_rtol: float = SLOPE_RTOL,
+                    curvature_rtol: float = CURVATURE_RTOL) -> optax.GradientTransformationExtraArgs:
+  """`line_search` (optax's zoom, which starts from the unit step) with its first trial taken
+  outside its loop: the unit step is evaluated here and kept when it meets the strong Wolfe
+  conditions, which the zoom search would accept too; otherwise the zoom search runs as before
+  (evaluating the unit step again). The state is the zoom search's; `num_linesearch_steps`
+  counts every evaluation made here."""
+
+  def update(updates, state, params, *, value, grad, value_fn, **extra_args):
+    trial_value, trial_grad = jax.value_and_grad(value_fn)(optax.apply_updates(params, updates),
+                                                           **extra_args)
+    slope = optax.tree.real(optax.tree.vdot(updates, grad))
+    trial_slope = optax.tree.real(optax.tree.vdot(updates, trial_grad))
+    accepted = ((trial_value <= value + slope_rtol * slope)
+                & (jnp.abs(trial_slope) <= curvature_rtol * jnp.abs(slope)))
+
+    def keep_unit_step():
+      info = state.info._replace(num_linesearch_steps=jnp.ones_like(state.info.num_linesearch_steps),
+                                 decrease_error=jnp.zeros_like(state.info.decrease_error),
+                                 curvature_error=jnp.zeros_like(state.info.curvature_error))
+      kept = state._replace(learning_rate=jnp.ones_like(state.learning_rate),
+                            value=trial_value.astype(state.value.dtype), grad=trial_grad, info=info)
+      return updates, kept
+
+    def search():
+      searched_updates, searched = line_search.update(updates, state, params, value=value,
+                                                      grad=grad, value_fn=value_fn, **extra_args)
+      steps = searched.info.num_linesearch_steps + 1   # and the trial above
+      return searched_updates, searched._replace(info=searched.info._replace(num_linesearch_steps=steps))
+
+    return lax.cond(accepted, keep_unit_step, search)
+
+  return optax.GradientTransformationExtraArgs(line_search.init, update)
+
+
+def unit_step_first_lbfgs(memory_size: int = 10) -> optax.GradientTransformationExtraArgs:
+  """`optax.lbfgs(memory_size=...)` with the unit step tried first (`unit_step_first`)."""
+  zoom = optax.scale_by_zoom_linesearch(max_linesearch_steps=MAX_LINESEARCH_STEPS,
+                                        initial_guess_strategy='one')
+  return optax.lbfgs(memory_size=memory_size, linesearch=unit_step_first(zoom))
