@@ -65,7 +65,8 @@ flags.DEFINE_bool('headline_first', True, "Time every family's headline case bef
                   '(fresh processes for each pass; a run cut short keeps the first table).')
 flags.DEFINE_string('compilation_cache_dir', '', "JAX's persistent compilation cache for gen_jax's "
                     'side (\'\': none). Filled beforehand by --compile_only runs, one per family at once, it '
-                    'lets a lent accelerator spend its minutes timing rather than compiling.')
+                    'lets a lent accelerator spend its minutes timing rather than compiling. Style '
+                    "transfer's programs, which hold VGG's weights, are not cached.")
 flags.DEFINE_bool('compile_only', False, "Only build and compile gen_jax's side of each case into "
                   '--compilation_cache_dir: no PyTorch, no timing, no report.')
 flags.DEFINE_string('note', '', 'A sentence for the report (e.g. the machine was loaded).')

@@ -152,8 +152,11 @@ def main(argv):
   workdir = FLAGS.workdir or default_workdir(config)
   # Compiled steps are kept beside the workdirs, so that the next run of the same model (a resumed
   # or repeated run, a sweep's next member) skips most of its compilation; a cache the user named
-  # (JAX_COMPILATION_CACHE_DIR) is kept instead.
-  if not jax.config.jax_compilation_cache_dir:
+  # (JAX_COMPILATION_CACHE_DIR) is kept instead. Style transfer's programs hold VGG's weights as
+  # constants: hundreds of MB a cache entry, slower to read back than to compile, so none is kept.
+  if style_transfer:
+    jax.config.update('jax_enable_compilation_cache', False)
+  elif not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir',
                       str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
   try:

@@ -3,7 +3,10 @@ runs (random VGG19 filters throughout: no weights are downloaded)."""
 
 import hashlib
 import json
+import os
 import pathlib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -368,3 +371,17 @@ def test_the_command_line_runs_style_transfer_in_train_mode_only(capsys):
   finally:
     entry.FLAGS.unparse_flags()
   assert 'style transfer has only --mode=train' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_from_the_command_line_keeps_nothing_in_the_compilation_cache(tmp_path):
+  # Its programs hold VGG's weights as constants: each cache entry would hold them again.
+  root = pathlib.Path(__file__).resolve().parents[1]
+  cache = tmp_path / 'named_cache'
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache))
+  subprocess.run([sys.executable, '-m', 'gen_jax.main', f'--config={root}/configs/style_transfer.py:smoke',
+                  f'--workdir={tmp_path}/run', '--config.train.num_steps=6'],
+                 cwd=root, env=env, check=True, capture_output=True, text=True, timeout=300)
+  assert (tmp_path / 'run' / 'result.png').is_file()
+  assert not cache.exists() or not any(cache.iterdir())
+  assert not (tmp_path / 'compilation_cache').exists()

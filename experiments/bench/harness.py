@@ -45,12 +45,13 @@ def serve(side: str, family_name: str, settings: dict, connection) -> None:
     from gen_jax.cpu_speed import host_memory   # noqa: PLC0415
     host_memory.keep_step_memory_mapped()   # both sides alike, before either allocates
   import jax   # noqa: PLC0415
+  from experiments.bench import families   # noqa: PLC0415
   if side == 'torch':   # its JAX (style transfer's pictures and filters) stays off the accelerator
     jax.config.update('jax_platforms', 'cpu')
-  elif settings.get('compilation_cache_dir'):
+  elif settings.get('compilation_cache_dir') and families.FAMILIES[family_name].kind != 'style':
+    # (style transfer's programs hold VGG's weights: gen_jax.main keeps none of them either)
     jax.config.update('jax_compilation_cache_dir', settings['compilation_cache_dir'])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  from experiments.bench import families   # noqa: PLC0415
   if side == 'torch':   # each process imports its own side only
     from experiments.bench import torch_side as side_module   # noqa: PLC0415
   else:
