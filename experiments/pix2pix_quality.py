@@ -60,9 +60,8 @@ def edges_task(data_path: str, seed: int) -> tuple[list[dict[str, np.ndarray]], 
   config.data.name, config.data.path = 'idx', data_path
   dataset = data.load(**config.data)
   schedule = data.training_batches(dataset, BATCH_SIZE, seed)
-  batches = [{key: schedule(step)[key] for key in FAMILY.keys}
-             for step in range(schedule.steps_per_epoch)]
-  return batches, dataset.holdout
+  batches = [schedule(step) for step in range(schedule.steps_per_epoch)]
+  return [{key: batch[key] for key in FAMILY.keys} for batch in batches], dataset.holdout
 
 
 def scores(outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -101,6 +100,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.budget_s <= 0 or FLAGS.slice_s <= 0:
     raise app.UsageError(f'--budget_s ({FLAGS.budget_s}) and --slice_s ({FLAGS.slice_s}) must be > 0')
+  if FLAGS.num_holdout < 0:
+    raise app.UsageError(f'--num_holdout={FLAGS.num_holdout}: a count of pairs, or 0 for all')
   out = pathlib.Path(FLAGS.output_dir)
   if (out / 'report.md').exists() or (out / 'report.json').exists():
     raise app.UsageError(f'{out} already holds a report; choose a new --output_dir')
