@@ -156,6 +156,8 @@ def main(argv):
   # constants: hundreds of MB a cache entry, slower to read back than to compile, so none is kept.
   if style_transfer:
     jax.config.update('jax_enable_compilation_cache', False)
+    logging.info('Style transfer compiles VGG\'s weights into its programs: the compilation cache '
+                 'is off for this run (an entry would hold the weights again)')
   elif not jax.config.jax_compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir',
                       str(pathlib.Path(workdir).absolute().parent / COMPILATION_CACHE))
