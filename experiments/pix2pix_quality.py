@@ -105,7 +105,10 @@ def main(argv):
   out = pathlib.Path(FLAGS.output_dir)
   if (out / 'report.md').exists() or (out / 'report.json').exists():
     raise app.UsageError(f'{out} already holds a report; choose a new --output_dir')
-  batches, holdout = edges_task(FLAGS.data_path, FLAGS.seed)
+  try:
+    batches, holdout = edges_task(FLAGS.data_path, FLAGS.seed)
+  except data.DataError as error:   # a missing or unreadable --data_path, in one line
+    raise app.UsageError(f'--data_path={FLAGS.data_path}: {error}') from error
   if FLAGS.num_holdout:
     holdout = holdout.take(FLAGS.num_holdout)
   settings = dict(slice_s=FLAGS.slice_s, steps_per_dispatch=1, batch_groups=len(batches),

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import chex
 import jax
@@ -136,6 +136,18 @@ def from_image(image: jax.Array, image_range: str) -> jax.Array:
   return jnp.asarray(image, jnp.float32)
 
 
+class OptimiserSpec(NamedTuple):
+  """config.optimiser's fields that build the optimiser; hashable, a static argument."""
+  name: str
+  learning_rate: float
+  memory_size: int
+  line_search: str
+
+  @property
+  def searches_lines(self) -> bool:
+    return self.name == 'lbfgs' and self.line_search == 'zoom'
+
+
 def make_optimiser(name: str, learning_rate: float, memory_size: int,
                    line_search: str) -> optax.GradientTransformation:
   if name == 'adam':
@@ -153,7 +165,7 @@ def clamp_and_restart(variable: jax.Array, optimiser_state, optimiser) -> tuple[
   return clamped, jax.tree.map(lambda new, old: jnp.where(moved, new, old), fresh, optimiser_state)
 
 
-def _iteration(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+def _iteration(objective: Objective, optimiser_args: OptimiserSpec, image_range: str, vgg_params,
                targets: dict, carry: tuple) -> tuple:
   """One optimiser iteration: (variable, optimiser state, loss evaluations so far) → the next.
   L-BFGS's line search may evaluate the loss and its gradient several times an iteration."""
@@ -163,7 +175,7 @@ def _iteration(objective: Objective, optimiser_args: tuple, image_range: str, vg
   def total(v):
     return sum(objective.parts(vgg_params, targets, to_image(v, image_range)).values())
 
-  if optimiser_args[0] == 'lbfgs' and optimiser_args[3] == 'zoom':
+  if optimiser_args.searches_lines:
     cached = jnp.isfinite(optax.tree.get(state, 'value'))   # else evaluated here, at v
     value, grad = optax.value_and_grad_from_state(total)(v, state=state)
     updates, state = optimiser.update(grad, state, v, value=value, grad=grad, value_fn=total)
@@ -174,14 +186,14 @@ def _iteration(objective: Objective, optimiser_args: tuple, image_range: str, vg
   return optax.apply_updates(v, updates), state, evaluations
 
 
-def _iterations(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+def _iterations(objective: Objective, optimiser_args: OptimiserSpec, image_range: str, vgg_params,
                 targets: dict, carry: tuple, count: jax.Array) -> tuple:
   """`count` iterations in one loop (`count` traced: every dispatch length shares a program)."""
   return lax.fori_loop(0, count, lambda _, carry: _iteration(
       objective, optimiser_args, image_range, vgg_params, targets, carry), carry)
 
 
-def _end_dispatch(objective: Objective, optimiser_args: tuple, image_range: str, vgg_params,
+def _end_dispatch(objective: Objective, optimiser_args: OptimiserSpec, image_range: str, vgg_params,
                   targets: dict, variable: jax.Array, optimiser_state):
   """What closes a dispatch: the clamp (and restart) of the `clamp` range, and the losses."""
   if image_range == 'clamp':
@@ -229,7 +241,8 @@ class StyleTransfer:
         tuple(m.style_layers), _normalised(m.style_layer_weights, len(m.style_layers)),
         float(m.content_weight), float(m.style_weight), float(m.tv_weight), weights_format,
         m.pooling)
-    self.optimiser_args = (o.name, float(o.learning_rate), int(o.memory_size), o.line_search)
+    self.optimiser_args = OptimiserSpec(o.name, float(o.learning_rate), int(o.memory_size),
+                                        o.line_search)
     self.optimiser = make_optimiser(*self.optimiser_args)
     self.dispatch_form = o.dispatch_form
     if self.dispatch_form == 'auto':
